@@ -1,0 +1,34 @@
+# mitm407: `make demo` runs the proxy, `make test` runs every test.
+# PYTHON/VENV select the interpreter: .ci/run uses them for mitmproxy 11 and 12.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl
+ARGS ?=
+
+.PHONY: demo test lint check-scenarios clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/mitmdump -s addons/proxyauth.py $(ARGS)
+
+test: $(VENV)/.installed-test
+	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
+	@$(BIN)/python -c "import sys, mitmproxy.version as v; print('testing with Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
+	$(BIN)/ruff check addons tests
+	$(BIN)/python -m mitm407 check scenarios/*.yaml
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check addons tests
+
+clean:
+	rm -rf .venv .venv-* .pytest_cache build *.egg-info

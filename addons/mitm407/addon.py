@@ -1,0 +1,270 @@
+"""The mitmproxy addon: options, hooks and wiring; the decisions live elsewhere.
+
+Modelled on mitmproxy's own ``addons/proxyauth.py`` (options in ``load``,
+``configure`` reacting to changes, per-connection state in a
+``WeakKeyDictionary``) and better than it where it matters: any scheme from
+the scenario, rules, a reason for every refusal, cached slow hashes, hot
+reload that keeps the last good scenario, and no password in flow metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import MutableMapping
+from typing import Any
+
+from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy.proxy import mode_specs
+
+from .authorizer import Action, Authorizer, Verdict
+from .challenge import Answer, build_challenge, build_denial
+from .facts import RequestFacts
+from .problems import ScenarioError
+from .results import AuthResult, Result
+from .scenario import Scenario, load_scenario, resolve_scenario_path
+
+logger = logging.getLogger("mitm407")
+
+META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
+META_ANSWERED = "mitm407.answered"  # this proxy generated the response
+META_RULE = "mitm407.rule"  # label of the rule that applied, if any
+
+
+def is_proxy_mode(client: connection.Client) -> bool:
+    """Regular/upstream mode answers 407; reverse and others act as the server (401)."""
+    return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
+
+
+def request_facts(flow: http.HTTPFlow) -> RequestFacts:
+    request = flow.request
+    is_connect = request.method == "CONNECT"
+    peer = flow.client_conn.peername
+    return RequestFacts(
+        method=request.method.upper(),
+        target=request.authority if is_connect else _request_target(request),
+        host=request.pretty_host.lower().strip("[]"),
+        port=request.port,
+        path="" if is_connect else request.path,
+        client_ip=str(peer[0]) if peer else "",
+        connection_id=flow.client_conn.id,
+        is_connect=is_connect,
+    )
+
+
+def _request_target(request: http.Request) -> str:
+    """The request-target as the client wrote it (absolute-form to a proxy)."""
+    if request.first_line_format == "absolute":
+        return request.url
+    return request.path
+
+
+def to_response(answer: Answer) -> http.Response:
+    headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
+    headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
+    if answer.close:
+        headers.append((b"Connection", b"close"))
+    response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
+    response.reason = answer.reason_phrase
+    return response
+
+
+def file_signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of each file: what the reload watcher compares."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((path, -1, -1))
+    return tuple(out)
+
+
+class Addon:
+    """Challenge, validate and record proxy authentication as a scenario says."""
+
+    def __init__(self) -> None:
+        self.scenario: Scenario | None = None
+        self.authorizer: Authorizer | None = None
+        # Client connections authenticated as a whole: an accepted CONNECT tunnel
+        # or a connection-bound scheme (NTLM). Never holds a password.
+        self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
+        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._watcher: asyncio.Task[None] | None = None
+        self._running = False
+
+    # -- options -----------------------------------------------------------
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "scenario",
+            str,
+            "",
+            """
+            mitm407 scenario: a YAML file path, or the name of a shipped scenario
+            (e.g. "digest"). Empty: the built-in default (Basic auth, user "demo").
+            """,
+        )
+        loader.add_option(
+            "scenario_reload",
+            int,
+            1,
+            "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
+        )
+        if "hop_name" not in loader.master.options:
+            loader.add_option(
+                "hop_name",
+                str,
+                "mitm407",
+                "Name of this proxy hop in 407 bodies, Via, Proxy-Status and the hop log.",
+            )
+
+    def configure(self, updated: set[str]) -> None:
+        try:
+            self.apply_options(updated)
+        except exceptions.OptionsError as e:
+            if self._running:
+                raise  # mitmproxy rejects the change and keeps the old value
+            # At start-up an error log line makes mitmdump/mitmweb exit cleanly,
+            # where a raised error would print a traceback.
+            logger.error("mitm407: %s", e)
+
+    def apply_options(self, updated: set[str]) -> None:
+        if ("proxyauth" in updated or "scenario" in updated) and ctx.options.proxyauth:
+            raise exceptions.OptionsError(
+                "mitm407 and mitmproxy's built-in proxyauth option are both active: "
+                "remove --set proxyauth=... and define users in a scenario "
+                "(--set scenario=FILE), or do not load addons/proxyauth.py"
+            )
+        if "scenario" in updated:
+            path = resolve_scenario_path(ctx.options.scenario)
+            try:
+                self.install(load_scenario(path))
+            except ScenarioError as e:
+                raise exceptions.OptionsError(f"invalid scenario {path}:\n{e}") from None
+
+    def install(self, scenario: Scenario) -> None:
+        """Swap in a new scenario: new schemes, empty caches, tunnels kept."""
+        self.scenario = scenario
+        self.authorizer = Authorizer(scenario)
+        self._signature = file_signature(scenario.files)
+
+    # -- life cycle ----------------------------------------------------------
+    def running(self) -> None:
+        self._running = True
+        self.announce()
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    def done(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    def announce(self) -> None:
+        scenario = self.scenario
+        if scenario is None:
+            return
+        schemes = ", ".join(scheme.token for scheme in self.authorizer.schemes) if self.authorizer else ""
+        users = ", ".join(sorted(scenario.users)[:10]) + (" ..." if len(scenario.users) > 10 else "")
+        logger.info(
+            "mitm407: scenario '%s' (%s), realm '%s', schemes %s, users: %s",
+            scenario.name,
+            scenario.path,
+            scenario.realm,
+            schemes,
+            users or "none",
+        )
+        if scenario.login_hint:
+            logger.info("mitm407: how to authenticate: %s", scenario.login_hint)
+        else:
+            logger.info("mitm407: passwords are defined in %s (not printed)", scenario.path)
+
+    async def watch(self) -> None:
+        """Poll the scenario's files; a bad edit keeps the last good scenario."""
+        while True:
+            interval = ctx.options.scenario_reload
+            await asyncio.sleep(interval if interval > 0 else 1)
+            if interval > 0 and self.scenario is not None:
+                self.check_reload()
+
+    def check_reload(self) -> None:
+        assert self.scenario is not None
+        signature = file_signature(self.scenario.files)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            scenario = load_scenario(self.scenario.path)
+        except ScenarioError as e:
+            logger.error("mitm407: scenario edit rejected, keeping the previous one:\n%s", e)
+            return
+        self.install(scenario)
+        logger.info("mitm407: reloaded scenario '%s' from %s", scenario.name, scenario.path)
+
+    # -- hooks ---------------------------------------------------------------
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None and self.authorize(flow) is Action.FORWARD:
+            self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or flow.is_replay:
+            return
+        tunnel = self.authenticated.get(flow.client_conn)
+        if tunnel is not None:
+            # Inside an accepted tunnel (or an NTLM-authenticated connection):
+            # a real proxy never sees these requests, so never challenges them.
+            flow.metadata[META_AUTH] = AuthResult(
+                tunnel.result, "authenticated by its connection", tunnel.scheme, tunnel.user, via_connection=True
+            )
+            return
+        self.authorize(flow)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.authenticated.pop(client, None)
+        if self.authorizer is not None:
+            self.authorizer.connection_closed(client.id)
+
+    # -- the decision ----------------------------------------------------------
+    def authorize(self, flow: http.HTTPFlow) -> Action:
+        """Evaluate the flow, answer it if refused, strip credentials if accepted."""
+        if self.authorizer is None:  # fail closed: never forward without a scenario
+            flow.response = http.Response.make(503, b"mitm407 has no valid scenario loaded; see its log\n")
+            flow.metadata[META_ANSWERED] = True
+            return Action.DENY
+        is_proxy = is_proxy_mode(flow.client_conn)
+        header = "Proxy-Authorization" if is_proxy else "Authorization"
+        facts = request_facts(flow)
+        verdict = self.authorizer.evaluate(facts, flow.request.headers.get_all(header), header)
+        flow.metadata[META_AUTH] = verdict.auth
+        if verdict.rule is not None:
+            flow.metadata[META_RULE] = verdict.rule.label
+        if verdict.action is Action.FORWARD:
+            if verdict.auth.result is Result.OK:
+                del flow.request.headers[header]
+            return verdict.action
+        self.refuse(flow, verdict, facts, is_proxy)
+        return verdict.action
+
+    def refuse(self, flow: http.HTTPFlow, verdict: Verdict, facts: RequestFacts, is_proxy: bool) -> None:
+        assert self.authorizer is not None
+        hop = ctx.options.hop_name
+        if verdict.action is Action.DENY:
+            answer = build_denial(verdict.auth, hop)
+        else:
+            stale = verdict.auth.result is Result.STALE
+            answer = build_challenge(verdict.auth, self.authorizer.challenges(facts, stale), is_proxy, hop)
+        flow.response = to_response(answer)
+        flow.metadata[META_ANSWERED] = True
+        auth = verdict.auth
+        logger.info(
+            "mitm407: %s %s %s -> %d: %s%s",
+            facts.client_ip,
+            facts.method,
+            facts.target if facts.is_connect else f"{facts.host}:{facts.port}{facts.path.split('?')[0]}",
+            answer.status,
+            auth.result.value,
+            f" ({auth.reason})",
+        )

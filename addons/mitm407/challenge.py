@@ -1,0 +1,56 @@
+"""The answers this proxy makes itself: 407 (or 401 in reverse mode) and 403.
+
+Pure: returns an ``Answer`` value; ``addon.py`` turns it into an
+``http.Response``. The body tells a human what happened and how to
+authenticate, without echoing any credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .results import AuthResult
+
+REASONS = {401: "Unauthorized", 403: "Forbidden", 407: "Proxy Authentication Required"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: str
+    reason: str = ""
+    close: bool = False  # send Connection: close (faults use it)
+
+    @property
+    def reason_phrase(self) -> str:
+        return self.reason or REASONS.get(self.status, "")
+
+
+def build_challenge(
+    auth: AuthResult, challenges: list[str], is_proxy: bool, hop_name: str
+) -> Answer:
+    """A 407 with one ``Proxy-Authenticate`` per challenge (401/``WWW-Authenticate`` in reverse mode)."""
+    status, header = (407, "Proxy-Authenticate") if is_proxy else (401, "WWW-Authenticate")
+    cred_header = "Proxy-Authorization" if is_proxy else "Authorization"
+    how = (
+        "curl --proxy-user USER:PASSWORD, or HTTP_PROXY=http://USER:PASSWORD@HOST:PORT"
+        if is_proxy
+        else "curl --user USER:PASSWORD"
+    )
+    offered = "\n".join(f"  {header}: {c}" for c in challenges)
+    body = (
+        f"{status} {REASONS[status]}\n\n"
+        f"{hop_name} (mitm407) refused this request: {auth.reason}.\n"
+        f"Send credentials in a {cred_header} header for one of these challenges:\n"
+        f"{offered}\n"
+        f"For example: {how}\n"
+    )
+    headers = tuple((header, c) for c in challenges) + auth.headers
+    return Answer(status, headers, body)
+
+
+def build_denial(auth: AuthResult, hop_name: str) -> Answer:
+    """A 403 for a ``deny`` rule: credentials would not help, so no challenge."""
+    body = f"403 Forbidden\n\n{hop_name} (mitm407) refused this request: {auth.reason}.\n"
+    return Answer(403, (), body)

@@ -1,0 +1,83 @@
+"""The contract every authentication scheme fulfils.
+
+Schemes are sans-IO: they take header values and ``RequestFacts`` and return
+an ``AuthResult``; they import nothing from mitmproxy, so they are tested
+without a proxy. ``addon.py`` is the only glue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..credentials import User
+from ..facts import RequestFacts
+from ..results import AuthResult
+from ..yamlnodes import Mapping, Reader
+
+MAX_CREDENTIALS = 16 * 1024  # longer Proxy-Authorization values are refused unparsed
+
+
+@dataclass(frozen=True)
+class SchemeContext:
+    """What a scheme is built from: one per scenario load."""
+
+    realm: str
+    users: MappingABC[str, User]
+    options: Any = None  # what the scheme's ``parse_options`` returned
+    cache_ttl: float = 300.0
+    cache_size: int = 100_000
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+class Scheme(Protocol):
+    name: str  # as written in scenarios: "basic"
+    token: str  # as on the wire: "Basic"
+    connection_bound: bool  # success authenticates the client connection (NTLM)
+
+    def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
+        """``Proxy-Authenticate`` values this scheme offers, in order."""
+        ...
+
+    def verify(self, credentials: str, facts: RequestFacts) -> AuthResult:
+        """Check the part of the header after the scheme token."""
+        ...
+
+    def connection_closed(self, connection_id: str) -> None:
+        """Forget any handshake state of a closed client connection."""
+        ...
+
+
+OptionsParser = Callable[[Reader, "Mapping | None"], Any]
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """A registry entry: how to read a scheme's scenario section and build it."""
+
+    name: str
+    token: str
+    parse_options: OptionsParser
+    build: Callable[[SchemeContext], Scheme]
+    needs_cleartext: bool = False  # htpasswd hashes cannot serve it (Digest, NTLM)
+
+
+def split_authorization(value: str) -> tuple[str, str]:
+    """``"Basic  abc=="`` -> ``("basic", "abc==")``: scheme lower-cased, spaces tolerated."""
+    token, _, rest = value.strip().partition(" ")
+    return token.lower(), rest.strip()
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """A user-supplied string made safe for one log line (no control characters)."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return clean + ("..." if len(text) > limit else "")
+
+
+def no_options(reader: Reader, section: Mapping | None) -> None:
+    """For schemes that have no scenario section yet: any key is unknown."""
+    if section is not None:
+        section.finish()

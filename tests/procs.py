@@ -1,0 +1,286 @@
+"""Real processes and servers for end-to-end tests.
+
+Everything binds 127.0.0.1 on a free port, has a timeout, and is stopped by
+the fixture that started it: SIGINT first (mitmdump under load can ignore
+SIGTERM), SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MITMDUMP = str(BIN / "mitmdump")
+PROXYAUTH = str(REPO / "addons" / "proxyauth.py")
+HOPLOG = str(REPO / "addons" / "hoplog.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 8.0) -> None:
+    """SIGINT the process group, then SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- origin ---------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class _OriginHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        handler = self.server.routes.get(self.path.split("?")[0])
+        if handler is not None:
+            status, headers, payload = handler(self, body)
+        else:
+            status, headers, payload = 200, {"Content-Type": "application/json"}, json.dumps(
+                {"origin": "ok", "path": self.path, "method": self.command}
+            ).encode()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Origin:
+    """A local origin server that records every request's headers."""
+
+    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _OriginHandler)
+        self.server.daemon_threads = True
+        self.server.seen = []  # type: ignore[attr-defined]
+        self.server.routes = {}  # type: ignore[attr-defined]
+        if tls_context is not None:
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.scheme = "https" if tls_context else "http"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.server.seen  # type: ignore[attr-defined]
+
+    @property
+    def routes(self) -> dict:
+        return self.server.routes  # type: ignore[attr-defined]
+
+    def url(self, path: str = "/") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_tls_context(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "origin.crt", directory / "origin.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+# -- mitmdump -----------------------------------------------------------------
+
+
+@dataclass
+class Mitmdump:
+    """A running ``mitmdump`` (by default with addons/proxyauth.py)."""
+
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    confdir: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def proxy_url(self, user: str | None = None, password: str | None = None) -> str:
+        if user is None:
+            return self.url
+        from urllib.parse import quote
+
+        return f"http://{quote(user, safe='')}:{quote(password or '', safe='')}@127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log
+            if text in log:
+                return log
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in mitmdump log after {timeout}s:\n{self.log[-3000:]}")
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.confdir / "mitmproxy-ca-cert.pem")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_mitmdump(
+    log_dir: Path,
+    confdir: Path,
+    options: dict[str, str] | None = None,
+    scripts: tuple[str, ...] = (PROXYAUTH,),
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "mitmdump",
+    port: int | None = None,
+    wait: bool = True,
+) -> Mitmdump:
+    port = port or free_port()
+    args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", str(port), "--set", f"confdir={confdir}"]
+    args += ["--set", "ssl_insecure=true", "--set", "connection_strategy=lazy"]
+    for script in scripts:
+        args += ["-s", script]
+    for key, value in (options or {}).items():
+        args += ["--set", f"{key}={value}"]
+    args += extra or []
+    log_path = log_dir / f"{name}-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            start_new_session=True,
+        )
+    dump = Mitmdump(port, proc, log_path, confdir, args)
+    if wait:
+        try:
+            wait_for_port(port, proc)
+        except Exception:
+            dump.stop()
+            raise RuntimeError(f"mitmdump did not start:\n{dump.log[-4000:]}") from None
+    return dump
+
+
+def run(args: list[str], timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:
+    """Run a client command with a timeout, capturing text output."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """curl with a status line on stdout's last line: ``%{http_code}``."""
+    return run(["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args], timeout=timeout)
+
+
+def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> list[bytes]:
+    """Send several raw requests on ONE connection; return each raw response."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        f = s.makefile("rb")
+        for request in requests_:
+            s.sendall(request)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = f.readline()
+                if not line:
+                    break
+                head += line
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            out.append(head + (f.read(length) if length else b""))
+    return out

@@ -1,0 +1,113 @@
+"""Basic scheme: parsing (RFC 7617), challenge, and the verified-credentials cache."""
+
+from __future__ import annotations
+
+import base64
+
+import bcrypt
+import pytest
+
+from mitm407.credentials import Secret, User
+from mitm407.facts import RequestFacts
+from mitm407.results import Result
+from mitm407.schemes.base import SchemeContext
+from mitm407.schemes.basic import (
+    BasicCredentialsError,
+    BasicScheme,
+    build_basic_challenge,
+    parse_basic_credentials,
+)
+
+FACTS = RequestFacts("GET", "http://x/", "x", 80, "/", "127.0.0.1", "c1")
+
+
+def token(text: str, encoding: str = "utf-8") -> str:
+    return base64.b64encode(text.encode(encoding)).decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("alice:pw", ("alice", "pw")),
+        ("alice:pw:with:colons", ("alice", "pw:with:colons")),
+        ("alice:", ("alice", "")),
+        (":pw", ("", "pw")),
+        ("jürgen:pässwörd€", ("jürgen", "pässwörd€")),
+    ],
+)
+def test_parse_splits_on_first_colon_utf8(raw, expected):
+    assert parse_basic_credentials(token(raw)) == expected
+    assert parse_basic_credentials("  " + token(raw) + "  ") == expected
+
+
+def test_parse_latin1_fallback():
+    assert parse_basic_credentials(token("jürgen:pässwörd", "iso-8859-1")) == ("jürgen", "pässwörd")
+
+
+def test_parse_missing_padding_tolerated():
+    assert parse_basic_credentials(token("a:bc").rstrip("=")) == ("a", "bc")
+
+
+@pytest.mark.parametrize("bad", ["", "!!!", token("nocolon"), "a b c", "A" * 20000, "YQ==YQ=="])
+def test_parse_rejects(bad):
+    with pytest.raises(BasicCredentialsError):
+        parse_basic_credentials(bad)
+
+
+def test_challenge_escapes_realm():
+    assert build_basic_challenge('Co"rp\\') == 'Basic realm="Co\\"rp\\\\", charset="UTF-8"'
+    assert build_basic_challenge("X", charset=False) == 'Basic realm="X"'
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scheme_with(secret: Secret, clock: Clock, ttl: float = 60.0, size: int = 100) -> BasicScheme:
+    users = {"alice": User("alice", secret, "test")}
+    return BasicScheme(SchemeContext("R", users, None, ttl, size, clock))
+
+
+def test_results_and_reasons():
+    scheme = scheme_with(Secret("cleartext", "pw"), Clock())
+    assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
+    bad = scheme.verify(token("alice:nope"), FACTS)
+    assert (bad.result, bad.reason, bad.user) == (Result.BAD_CREDENTIALS, "wrong password for user 'alice'", "alice")
+    unknown = scheme.verify(token("mallory:pw"), FACTS)
+    assert (unknown.result, unknown.reason) == (Result.UNKNOWN_USER, "unknown user 'mallory'")
+    assert scheme.verify("!!", FACTS).result is Result.MALFORMED
+    for result in (bad, unknown):
+        assert "nope" not in result.reason and "pw" not in result.reason
+
+
+def test_bcrypt_verified_once_then_cached(monkeypatch):
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    calls = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda p, h: calls.append(1) or real(p, h))
+    clock = Clock()
+    scheme = scheme_with(Secret("bcrypt", hashed), clock, ttl=60)
+    for _ in range(50):
+        assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
+    assert len(calls) == 1
+    # a wrong password never hits the cache: it is checked (and fails) every time
+    for _ in range(3):
+        assert scheme.verify(token("alice:wrong"), FACTS).result is Result.BAD_CREDENTIALS
+    assert len(calls) == 4
+    # after the TTL the good password is verified again
+    clock.now += 61
+    assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
+    assert len(calls) == 5
+
+
+def test_cache_is_bounded():
+    clock = Clock()
+    users = {f"u{i}": User(f"u{i}", Secret("cleartext", "pw"), "t") for i in range(50)}
+    scheme = BasicScheme(SchemeContext("R", users, None, 60, 10, clock))
+    for i in range(50):
+        assert scheme.verify(token(f"u{i}:pw"), FACTS).result is Result.OK
+    assert len(scheme._verified) == 10
