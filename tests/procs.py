@@ -260,6 +260,12 @@ def run(args: list[str], timeout: float = 30.0, **kwargs) -> subprocess.Complete
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
 
 
+def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m mitm407 ARGS`` from this checkout's addons/ (not whatever is installed)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
+    return run([sys.executable, "-m", "mitm407", *args], timeout=timeout, env=env, **kwargs)
+
+
 def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
     """curl with a status line on stdout's last line: ``%{http_code}``."""
     return run(["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args], timeout=timeout)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from mitm407.problems import ScenarioError
 from mitm407.rules import Outcome
 from mitm407.scenario import load_scenario, repo_scenario_dir, resolve_scenario_path
+from procs import mitm407_cli
 
 SCENARIOS = sorted(repo_scenario_dir().glob("*.yaml"))
 
@@ -30,9 +29,7 @@ def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_shipped_scenario_passes_check(path):
-    result = subprocess.run(
-        [sys.executable, "-m", "mitm407", "check", str(path)], capture_output=True, text=True, timeout=60
-    )
+    result = mitm407_cli("check", str(path))
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
 
@@ -169,9 +166,7 @@ def test_user_name_with_colon_rejected(tmp_path):
 def test_check_command_output_and_exit_code(tmp_path):
     bad = write(tmp_path, "users: {a: b}\nschemes: [basic, basci]\n", "bad.yaml")
     good = write(tmp_path, "users: {a: b}\n", "good.yaml")
-    result = subprocess.run(
-        [sys.executable, "-m", "mitm407", "check", str(good), str(bad)], capture_output=True, text=True, timeout=60
-    )
+    result = mitm407_cli("check", str(good), str(bad))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"{bad}:2:18: unknown value 'basci' for 'schemes' item (did you mean 'basic'?)"

@@ -244,6 +244,8 @@ class Addon:
         if verdict.action is Action.FORWARD:
             if verdict.auth.result is Result.OK:
                 del flow.request.headers[header]
+                if verdict.auth.via_connection:  # connection-bound scheme (NTLM)
+                    self.authenticated[flow.client_conn] = verdict.auth
             return verdict.action
         self.refuse(flow, verdict, facts, is_proxy)
         return verdict.action
@@ -254,8 +256,10 @@ class Addon:
         if verdict.action is Action.DENY:
             answer = build_denial(verdict.auth, hop)
         else:
-            stale = verdict.auth.result is Result.STALE
-            answer = build_challenge(verdict.auth, self.authorizer.challenges(facts, stale), is_proxy, hop)
+            result = verdict.auth.result
+            # a handshake in progress (NTLM type 2) sends only its own challenge
+            challenges = [] if result is Result.CONTINUE else self.authorizer.challenges(facts, result is Result.STALE)
+            answer = build_challenge(verdict.auth, challenges, is_proxy, hop)
         flow.response = to_response(answer)
         flow.metadata[META_ANSWERED] = True
         auth = verdict.auth

@@ -36,7 +36,8 @@ class AuthResult:
     # Extra response headers a scheme wants sent: on a CONTINUE the handshake's
     # next challenge, on OK e.g. Proxy-Authentication-Info.
     headers: tuple[tuple[str, str], ...] = ()
-    # The request was authenticated by its connection (CONNECT tunnel, NTLM).
+    # OK from a connection-bound scheme (NTLM): the addon then trusts the whole
+    # client connection; on later requests: authenticated by its connection.
     via_connection: bool = False
 
     @property
