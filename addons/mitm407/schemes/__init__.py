@@ -12,6 +12,8 @@ from .base import SchemeSpec
 
 SCHEME_MODULES: dict[str, str] = {
     "basic": "basic",
+    "ntlm": "ntlm",
+    "negotiate": "negotiate",
 }
 
 SCHEME_NAMES = tuple(SCHEME_MODULES)
