@@ -38,6 +38,7 @@ MECH_NAMES = {
     "1.3.6.1.5.2.5": "IAKerb",
     "1.3.6.1.4.1.311.2.2.30": "NEGOEX",
 }
+NOT_SPNEGO = "Negotiate token is neither SPNEGO nor NTLM (Kerberos is not supported)"
 
 
 def unwrap_negotiate(raw: bytes) -> tuple[bytes | None, bool, bool]:
@@ -47,7 +48,7 @@ def unwrap_negotiate(raw: bytes) -> tuple[bytes | None, bool, bool]:
     try:
         token = unpack_token(raw)
     except Exception:  # third-party ASN.1 parser of hostile bytes
-        raise TokenError("Negotiate token is neither SPNEGO nor NTLM") from None
+        raise TokenError(NOT_SPNEGO) from None
     if isinstance(token, NegTokenInit):
         mechs = list(token.mech_types or [])
         if NTLM_OID not in mechs:
@@ -59,7 +60,7 @@ def unwrap_negotiate(raw: bytes) -> tuple[bytes | None, bool, bool]:
         if token.response_token is None:
             raise TokenError("SPNEGO NegTokenResp without a response token")
         return token.response_token, True, False
-    raise TokenError("Negotiate token is a bare Kerberos/GSS token; only NTLM inside SPNEGO is supported")
+    raise TokenError(NOT_SPNEGO)  # e.g. a bare Kerberos AP-REQ
 
 
 class NegotiateScheme:
