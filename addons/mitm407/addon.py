@@ -246,6 +246,14 @@ class Addon:
                 del flow.request.headers[header]
                 if verdict.auth.via_connection:  # connection-bound scheme (NTLM)
                     self.authenticated[flow.client_conn] = verdict.auth
+                    peer = flow.client_conn.peername
+                    logger.info(
+                        "mitm407: client %s:%s %s -> connection authenticated (%s)",
+                        facts.client_ip,
+                        peer[1] if peer else "?",
+                        facts.method,
+                        verdict.auth.reason,
+                    )
             return verdict.action
         self.refuse(flow, verdict, facts, is_proxy)
         return verdict.action
