@@ -42,16 +42,15 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def proxy(module_mitmdump, scenarios):
-    """NTLM only."""
-    return module_mitmdump(options={"scenario": str(write_scenario(scenarios, "ntlm", "ntlm"))})
+def proxy(module_mitmdump):
+    """The shipped scenarios/ntlm.yaml: NTLM only."""
+    return module_mitmdump(options={"scenario": "ntlm"})
 
 
 @pytest.fixture(scope="module")
-def proxy_all(module_mitmdump, scenarios):
-    """Negotiate, NTLM and Basic offered, in that order."""
-    path = write_scenario(scenarios, "all", "negotiate, ntlm, basic")
-    return module_mitmdump(options={"scenario": str(path)})
+def proxy_all(module_mitmdump):
+    """The shipped scenarios/negotiate-ntlm.yaml: Negotiate, NTLM and Basic offered, in that order."""
+    return module_mitmdump(options={"scenario": "negotiate-ntlm"})
 
 
 def status_of(result) -> int:
@@ -277,5 +276,30 @@ def test_garbage_tokens_get_407_not_500(proxy_all, origin, value, reason):
         assert status == 407 and reason.encode() in body
         assert [v for k, v in headers if k == "Proxy-Authenticate"][:2] == ["Negotiate", "NTLM"]
         assert conn.send(get(origin, "/garbage"))[0] == 407  # the connection survived
+    finally:
+        conn.close()
+
+
+def test_post_body_on_the_type1_leg_keeps_the_connection(proxy, origin):
+    """A client that sends its body with every leg: the 407 must not desynchronise the connection."""
+    context = spnego.client("bob", "hunter2", hostname="proxy", service="HTTP", protocol="ntlm")
+    conn = RawClient(proxy.port)
+    body = "x=12345"
+
+    def post(auth: str) -> str:
+        target = origin.url("/post")
+        return (
+            f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\nProxy-Authorization: {auth}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+
+    try:
+        conn.sock.sendall(post(f"NTLM {b64(context.step())}").encode())
+        top, _, _ = read_response(conn.file).partition(b"\r\n\r\n")
+        assert top.startswith(b"HTTP/1.1 407")
+        headers = [tuple(line.split(": ", 1)) for line in top.decode().split("\r\n")[1:]]
+        conn.sock.sendall(post(f"NTLM {b64(context.step(token_in(headers, 'NTLM')))}").encode())
+        assert read_response(conn.file).split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK"
+        assert origin.seen[-1].path.endswith("/post") and origin.seen[-1].method == "POST"
     finally:
         conn.close()

@@ -426,3 +426,14 @@ def test_negotiate_section_can_alias_the_ntlm_one(tmp_path):
     scenario = load_scenario(path, env={})
     assert scenario.scheme_options["ntlm"] == scenario.scheme_options["negotiate"]
     assert scenario.scheme_options["negotiate"].domain_check == "exact"
+
+
+def test_handshake_challenge_is_www_authenticate_in_reverse_mode():
+    from mitm407.challenge import build_challenge
+
+    step = ntlm().verify(b64(_type1()), facts())
+    as_proxy = build_challenge(step, [], True, "hop")
+    as_server = build_challenge(step, [], False, "hop")
+    assert (as_proxy.status, [k for k, _ in as_proxy.headers]) == (407, ["Proxy-Authenticate"])
+    assert (as_server.status, [k for k, _ in as_server.headers]) == (401, ["WWW-Authenticate"])
+    assert as_server.headers[0][1] == as_proxy.headers[0][1] and as_server.headers[0][1].startswith("NTLM TlRMTVNTUAAC")
