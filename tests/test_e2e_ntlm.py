@@ -303,3 +303,39 @@ def test_post_body_on_the_type1_leg_keeps_the_connection(proxy, origin):
         assert origin.seen[-1].path.endswith("/post") and origin.seen[-1].method == "POST"
     finally:
         conn.close()
+
+
+def test_new_credentials_on_an_authenticated_connection_start_over(proxy, origin):
+    """A second Type 1 on an authenticated connection restarts the handshake; nothing leaks to the origin."""
+    conn = RawClient(proxy.port)
+    try:
+        for _ in range(2):
+            context = spnego.client("bob", "hunter2", hostname="proxy", service="HTTP", protocol="ntlm")
+            status, headers, _ = conn.send(get(origin, "/again", f"NTLM {b64(context.step())}"))
+            assert status == 407
+            status, _, _ = conn.send(get(origin, "/again", f"NTLM {b64(context.step(token_in(headers, 'NTLM')))}"))
+            assert status == 200
+        assert conn.send(get(origin, "/again", "NTLM ####"))[0] == 407
+        assert conn.send(get(origin, "/again"))[0] == 407  # the failed restart left it unauthenticated
+        assert all("proxy-authorization" not in s.headers for s in origin.seen if s.path.endswith("/again"))
+    finally:
+        conn.close()
+
+
+def test_connect_after_ntlm_on_plain_http_passes_without_headers(proxy, origin, tls_origin):
+    import ssl
+
+    context = spnego.client("bob", "hunter2", hostname="proxy", service="HTTP", protocol="ntlm")
+    conn = RawClient(proxy.port)
+    try:
+        _, headers, _ = conn.send(get(origin, "/before-connect", f"NTLM {b64(context.step())}"))
+        type3 = f"NTLM {b64(context.step(token_in(headers, 'NTLM')))}"
+        assert conn.send(get(origin, "/before-connect", type3))[0] == 200
+        port = tls_origin.port
+        assert conn.send(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n")[0] == 200
+        tls = ssl.create_default_context(cafile=proxy.ca_file).wrap_socket(conn.sock, server_hostname="127.0.0.1")
+        tls.sendall(f"GET /after-connect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert read_response(tls.makefile("rb")).startswith(b"HTTP/1.1 200")
+        tls.close()
+    finally:
+        conn.close()

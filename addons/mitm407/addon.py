@@ -206,21 +206,47 @@ class Addon:
 
     # -- hooks ---------------------------------------------------------------
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None and self.authorize(flow) is Action.FORWARD:
+        if flow.response is not None:
+            return
+        known = self.connection_auth(flow)
+        if known is not None:  # a CONNECT on an NTLM-authenticated connection
+            self.trust_connection(flow, known)
+        elif self.authorize(flow) is Action.FORWARD:
             self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.is_replay:
             return
-        tunnel = self.authenticated.get(flow.client_conn)
-        if tunnel is not None:
-            # Inside an accepted tunnel (or an NTLM-authenticated connection):
-            # a real proxy never sees these requests, so never challenges them.
-            flow.metadata[META_AUTH] = AuthResult(
-                tunnel.result, "authenticated by its connection", tunnel.scheme, tunnel.user, via_connection=True
-            )
-            return
-        self.authorize(flow)
+        known = self.connection_auth(flow)
+        if known is not None:
+            self.trust_connection(flow, known)
+        else:
+            self.authorize(flow)
+
+    @staticmethod
+    def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:
+        """Inside an accepted tunnel (or on an NTLM-authenticated connection) a real proxy
+        never challenges again: record how the request was authenticated and let it pass."""
+        flow.metadata[META_AUTH] = AuthResult(
+            known.result, "authenticated by its connection", known.scheme, known.user, via_connection=True
+        )
+
+    def connection_auth(self, flow: http.HTTPFlow) -> AuthResult | None:
+        """How the client connection was authenticated, if it was.
+
+        New credentials on an NTLM-authenticated connection, outside a TLS
+        tunnel, start over (as IIS/ISA do) instead of being forwarded.
+        """
+        auth = self.authenticated.get(flow.client_conn)
+        if (
+            auth is not None
+            and auth.via_connection
+            and not flow.client_conn.tls_established
+            and "Proxy-Authorization" in flow.request.headers
+        ):
+            del self.authenticated[flow.client_conn]
+            return None
+        return auth
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.authenticated.pop(client, None)
