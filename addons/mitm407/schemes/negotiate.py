@@ -18,17 +18,9 @@ from spnego._spnego import NegState, NegTokenInit, NegTokenResp, unpack_token
 
 from ..facts import RequestFacts
 from ..results import AuthResult, Result
-from .base import SchemeContext, SchemeSpec
-from .ntlm_acceptor import (
-    SIGNATURE,
-    NtlmAcceptor,
-    NtlmOptions,
-    Step,
-    TokenError,
-    decode_token,
-    parse_ntlm_options,
-    with_header,
-)
+from .base import SchemeSpec
+from .ntlm import NtlmScheme
+from .ntlm_acceptor import SIGNATURE, Step, TokenError, decode_token, parse_ntlm_options, with_header
 
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
 MECH_NAMES = {
@@ -63,17 +55,11 @@ def unwrap_negotiate(raw: bytes) -> tuple[bytes | None, bool, bool]:
     raise TokenError(NOT_SPNEGO)  # e.g. a bare Kerberos AP-REQ
 
 
-class NegotiateScheme:
+class NegotiateScheme(NtlmScheme):
+    """The NTLM scheme's acceptor and state, behind SPNEGO framing."""
+
     name = "negotiate"
     token = "Negotiate"
-    connection_bound = True
-
-    def __init__(self, context: SchemeContext) -> None:
-        options: NtlmOptions = context.options or NtlmOptions()
-        self.acceptor = NtlmAcceptor(self.name, options, context.users, context.clock)
-
-    def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
-        return ["Negotiate"]
 
     def verify(self, credentials: str, facts: RequestFacts) -> AuthResult:
         try:
@@ -93,9 +79,6 @@ class NegotiateScheme:
                 supported = NTLM_OID if first else None
                 step = Step(step.auth, NegTokenResp(NegState.accept_incomplete, supported, step.token).pack())
         return with_header(step, "Negotiate " + base64.b64encode(step.token or b"").decode("ascii"))
-
-    def connection_closed(self, connection_id: str) -> None:
-        self.acceptor.connection_closed(connection_id)
 
 
 SPEC = SchemeSpec(

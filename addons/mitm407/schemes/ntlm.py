@@ -28,7 +28,7 @@ class NtlmScheme:
         self.acceptor = NtlmAcceptor(self.name, options, context.users, context.clock)
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
-        return ["NTLM"]
+        return [self.token]
 
     def verify(self, credentials: str, facts: RequestFacts) -> AuthResult:
         try:
