@@ -339,3 +339,12 @@ def test_connect_after_ntlm_on_plain_http_passes_without_headers(proxy, origin, 
         tls.close()
     finally:
         conn.close()
+
+
+def test_no_token_or_password_in_the_logs(proxy, proxy_all):
+    """Runs last in this module: every handshake above went through these two proxies."""
+    for dump in (proxy, proxy_all):
+        log = dump.log
+        assert "-> 407: continue" in log
+        for secret in ("TlRMTVNTUA", "YEgG", "oYG", "Negotiate Y", "NTLM T"):  # NTLMSSP / SPNEGO in base64
+            assert secret not in log
