@@ -446,7 +446,7 @@ class BlockPage(AnswerRewriter):
         body = BLOCK_PAGE.format(
             title=html.escape(config.title),
             message=html.escape(config.message),
-            target=html.escape(facts.target),
+            target=html.escape(facts.target if facts.is_connect else f"{facts.host}:{facts.port}{facts.path}"),
             location=html.escape(config.location, quote=True),
         )
         headers: tuple[tuple[str, str], ...] = (
@@ -468,8 +468,12 @@ class WrongStatus(AnswerRewriter):
     def rewrite(self, answer: Answer, facts: RequestFacts) -> tuple[Answer, str]:
         status, header = self.config.status, self.config.header
         headers = tuple((header if is_challenge_header(k) else k, v) for k, v in answer.headers)
+        phrase = HTTPStatus(status).phrase
+        body = answer.body.replace(f"{answer.status} {answer.reason_phrase}", f"{status} {phrase}", 1)
+        for name in ("Proxy-Authenticate:", "WWW-Authenticate:"):
+            body = body.replace(name, f"{header}:")
         reason = f"{status} with {header} instead of {answer.status}"
-        return replace(answer, status=status, headers=headers, reason=HTTPStatus(status).phrase), reason
+        return replace(answer, status=status, headers=headers, body=body, reason=phrase), reason
 
 
 FAULT_TYPES: dict[str, Callable[[Any, Scenario], Fault]] = {

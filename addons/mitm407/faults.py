@@ -29,6 +29,7 @@ class FaultSpec:
 
 
 FAULT_PARSERS: dict[str, Callable[[Reader, Node], Any]] = {}
+NULL_TAG = "tag:yaml.org,2002:null"
 TOP_LEVEL_ONLY = frozenset({"rotate"})  # faults that change the whole proxy, not one rule's requests
 
 
@@ -45,14 +46,18 @@ def fault(name: str) -> Callable[[Callable[[Reader, Node], Any]], Callable[[Read
 def parse_faults(reader: Reader, node: Node | None, top_level: bool = False) -> tuple[FaultSpec, ...]:
     out: list[FaultSpec] = []
     for item in reader.sequence(node, "'faults'"):
-        m = reader.mapping(item, "a fault")
-        if m is None:
-            continue
-        entries = list(m.items())
-        if len(entries) != 1:
-            reader.error(item, "each fault is a one-key mapping, e.g. '- expire_after: {requests: 3}'")
-            continue
-        name, key_node, value = entries[0]
+        if isinstance(item, yaml.ScalarNode) and item.tag == "tag:yaml.org,2002:str":
+            # shorthand for a fault without settings: '- always_407'
+            name, key_node, value = item.value, item, yaml.ScalarNode(NULL_TAG, "", item.start_mark, item.end_mark)
+        else:
+            m = reader.mapping(item, "a fault")
+            if m is None:
+                continue
+            entries = list(m.items())
+            if len(entries) != 1:
+                reader.error(item, "each fault is a one-key mapping, e.g. '- expire_after: {requests: 3}'")
+                continue
+            name, key_node, value = entries[0]
         parser = FAULT_PARSERS.get(name)
         if parser is None:
             reader.error(key_node, f"unknown fault '{name}'", did_you_mean(name, FAULT_PARSERS))
@@ -69,7 +74,7 @@ def parse_faults(reader: Reader, node: Node | None, top_level: bool = False) -> 
 
 def settings_of(reader: Reader, node: Node, name: str) -> Mapping | None:
     """The fault's settings mapping; None for ``- always_407:`` or ``{}``-less forms."""
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+    if isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG:
         return None
     return reader.mapping(node, f"'{name}'")
 
