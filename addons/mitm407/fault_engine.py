@@ -121,32 +121,50 @@ class ConnectOnly:
         return decision.with_verdict(Action.FORWARD, auth).fire(self.name, reason)
 
 
+class PerKeySchedule:
+    """Where each key (a user) stands on a ``Schedule``: requests counted, or time since its start."""
+
+    def __init__(self, schedule: settings.Schedule, restart: bool) -> None:
+        self.schedule = schedule
+        self.restart = restart  # start over once due (reauth) or stay due (expiry)
+        self.count: dict[str, int] = {}
+        self.start: dict[str, float] = {}
+
+    def due(self, key: str, now: float) -> bool:
+        """Count this accepted request; True when the schedule says it must fail."""
+        if self.schedule.requests is not None:
+            count = self.count.get(key, 0)
+            if count < self.schedule.requests:
+                self.count[key] = count + 1
+                return False
+            if self.restart:
+                self.count[key] = 0
+            return True
+        start = self.start.setdefault(key, now)
+        if now - start < (self.schedule.seconds or 0):
+            return False
+        if self.restart:
+            self.start[key] = now
+        return True
+
+
 class ExpireAfter:
     """Per user: after N accepted requests (or T seconds after the first), the same credentials fail."""
 
     name = "expire_after"
 
-    def __init__(self, config: settings.ExpireAfter, scenario: Scenario) -> None:
-        self.schedule = config.schedule
-        self.used: dict[str, int] = {}
-        self.first: dict[str, float] = {}
+    def __init__(self, config: settings.ScheduleOnly, scenario: Scenario) -> None:
+        self.schedule = PerKeySchedule(config.schedule, restart=False)
 
     def decide(self, facts: RequestFacts, decision: Decision, now: float) -> Decision:
         auth = decision.verdict.auth
-        if auth.result is not Result.OK or not auth.user:
+        if auth.result is not Result.OK or not auth.user or not self.schedule.due(auth.user, now):
             return decision
-        user = auth.user
-        if self.schedule.requests is not None:
-            used = self.used.get(user, 0)
-            if used < self.schedule.requests:
-                self.used[user] = used + 1
-                return decision
-            reason = f"credentials of '{shown(user)}' expired after {self.schedule.describe()}"
+        when = self.schedule.schedule.describe()
+        if self.schedule.schedule.requests is not None:
+            reason = f"credentials of '{shown(auth.user)}' expired after {when}"
         else:
-            first = self.first.setdefault(user, now)
-            if now - first < (self.schedule.seconds or 0):
-                return decision
-            reason = f"credentials of '{shown(user)}' expired {self.schedule.describe()} after their first use"
+            reason = f"credentials of '{shown(auth.user)}' expired {when} after their first use"
         return challenge(decision, self.name, reason, Result.BAD_CREDENTIALS)
 
 
@@ -159,29 +177,16 @@ class ReauthEvery:
 
     name = "reauth_every"
 
-    def __init__(self, config: settings.ReauthEvery, scenario: Scenario) -> None:
-        self.schedule = config.schedule
-        self.count: dict[str, int] = {}
-        self.since: dict[str, float] = {}
+    def __init__(self, config: settings.ScheduleOnly, scenario: Scenario) -> None:
+        self.schedule = PerKeySchedule(config.schedule, restart=True)
 
     def decide(self, facts: RequestFacts, decision: Decision, now: float) -> Decision:
         auth = decision.verdict.auth
-        if auth.result is not Result.OK:
-            return decision
         key = auth.user or facts.client_ip
-        if self.schedule.requests is not None:
-            count = self.count.get(key, 0)
-            if count < self.schedule.requests:
-                self.count[key] = count + 1
-                return decision
-            self.count[key] = 0
-        else:
-            since = self.since.setdefault(key, now)
-            if now - since < (self.schedule.seconds or 0):
-                return decision
-            self.since[key] = now
+        if auth.result is not Result.OK or not self.schedule.due(key, now):
+            return decision
         who = f"user '{shown(auth.user)}'" if auth.user else f"client {key}"
-        reason = f"re-authentication of {who} required every {self.schedule.describe()}"
+        reason = f"re-authentication of {who} required every {self.schedule.schedule.describe()}"
         return challenge(decision, self.name, reason, Result.STALE)
 
 

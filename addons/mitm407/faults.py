@@ -168,31 +168,25 @@ for _name in ("always_407", "challenge_missing", "close_on_407", "connect_only")
 
 
 @dataclass(frozen=True)
-class ExpireAfter:
+class ScheduleOnly:
+    """Settings of ``expire_after`` and ``reauth_every``: ``{requests: N}`` or ``{seconds: T}``."""
+
     schedule: Schedule
 
 
-@fault("expire_after")
-def parse_expire_after(reader: Reader, node: Node) -> ExpireAfter:
-    m = settings_of(reader, node, "expire_after")
-    schedule = read_schedule(reader, m, node, "expire_after")
-    if m is not None:
-        m.finish()
-    return ExpireAfter(schedule)
+def schedule_only(name: str) -> Callable[[Reader, Node], ScheduleOnly]:
+    def parse(reader: Reader, node: Node) -> ScheduleOnly:
+        m = settings_of(reader, node, name)
+        schedule = read_schedule(reader, m, node, name)
+        if m is not None:
+            m.finish()
+        return ScheduleOnly(schedule)
+
+    return parse
 
 
-@dataclass(frozen=True)
-class ReauthEvery:
-    schedule: Schedule
-
-
-@fault("reauth_every")
-def parse_reauth_every(reader: Reader, node: Node) -> ReauthEvery:
-    m = settings_of(reader, node, "reauth_every")
-    schedule = read_schedule(reader, m, node, "reauth_every")
-    if m is not None:
-        m.finish()
-    return ReauthEvery(schedule)
+for _name in ("expire_after", "reauth_every"):
+    FAULT_PARSERS[_name] = schedule_only(_name)
 
 
 @dataclass(frozen=True)
