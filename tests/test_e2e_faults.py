@@ -119,6 +119,7 @@ def test_expire_after_requests(proxy, origin, files):
     assert codes == [200, 200, 407, 407]
     log = proxy.wait_for_log("mitm407: fault expire_after: credentials of 'erin' expired after 2 requests")
     assert "-> 407: bad-credentials (credentials of 'erin' expired after 2 requests (fault expire_after))" in log
+    assert log.count("mitm407: fault expire_after:") == 2  # once per refused request
     faults = [r["fault"] for r in probe(files, "/expire")]
     assert faults[:2] == [None, None]
     assert faults[2] == [{"name": "expire_after", "reason": "credentials of 'erin' expired after 2 requests"}]

@@ -222,3 +222,44 @@ def test_no_faults_is_a_pass_through(tmp_path):
     assert not proxy.engine.active
     decision = proxy.ask("alice")
     assert decision.fired == () and decision.delay == 0 and not decision.kill
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("unquoted_realm", ['Basic realm=Corp Proxy, charset="UTF-8"']),
+        ("unterminated_quote", ['Basic realm="Corp Proxy, charset="UTF-8"']),
+        ("unknown_scheme", ['X-Corp-SSO realm="Corp Proxy"']),
+        ("garbage", ['Basic realm=="CORP";;, ,=,"']),
+        ("empty", [""]),
+    ],
+)
+def test_challenge_malformed_kinds(tmp_path, kind, expected):
+    proxy = Proxy(write(tmp_path, f"- challenge_malformed: {{kind: {kind}}}", 'realm: "Corp Proxy"\n'))
+    answer = Answer(407, (("Proxy-Authenticate", 'Basic realm="Corp Proxy", charset="UTF-8"'),), "body")
+    out, fired = proxy.engine.rewrite(answer, proxy.ask(), PLAIN)
+    assert [v for k, v in out.headers if k == "Proxy-Authenticate"] == expected
+    assert fired == (Fired("challenge_malformed", f"challenge malformed ({kind.replace('_', ' ')})"),)
+
+
+@pytest.mark.parametrize(
+    ("at", "refused", "accepted", "connect"),  # no credentials, valid ones, a CONNECT with valid ones
+    [
+        ("request", {"kill": True}, {"kill": True}, {"kill": True}),
+        ("challenge", {"kill": True}, {}, {}),
+        ("success", {}, {"kill": True}, {"kill": True}),
+        ("response", {}, {"kill_response": True}, {}),
+        ("after_connect", {}, {}, {"tunnel": True}),
+    ],
+)
+def test_drop_points(tmp_path, at, refused, accepted, connect):
+    def effects(decision, engine) -> dict:
+        out = {name: True for name in ("kill", "kill_response") if getattr(decision, name)}
+        if engine.tunnel_request("c2") is not None:
+            out["tunnel"] = True
+        return out
+
+    proxy = Proxy(write(tmp_path, f"- drop: {{at: {at}}}"))
+    assert effects(proxy.ask(), proxy.engine) == refused
+    assert effects(proxy.ask("alice"), proxy.engine) == accepted
+    assert effects(proxy.ask("alice", facts=CONNECT), proxy.engine) == connect
