@@ -153,7 +153,7 @@ def test_reauth_every_requests(proxy, origin):
     assert "-> 407: stale (re-authentication of user 'rex'" in proxy.log
 
 
-def test_challenge_missing_raw_and_curl(proxy, origin):
+def test_challenge_missing_raw_and_curl(proxy, origin, files):
     target = origin.url("/missing")
     request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode()
     (answer,) = raw_exchange(proxy.port, [request])
@@ -166,6 +166,11 @@ def test_challenge_missing_raw_and_curl(proxy, origin):
     assert anyauth.stderr.count("> GET http://") == 1  # it never retried with credentials
     # ... while preemptive Basic (curl's default with --proxy-user) never needs the challenge.
     assert status(get(proxy, origin, "/missing", "dora")) == 200
+    first = probe(files, "/missing")[0]
+    assert first["status"] == 407
+    assert first["fault"] == [
+        {"name": "challenge_missing", "reason": "407 sent without any challenge header (RFC 9110 §15.5.8)"}
+    ]
 
 
 def test_challenge_malformed_unquoted_realm(proxy, origin):
