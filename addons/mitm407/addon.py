@@ -47,7 +47,7 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     peer = flow.client_conn.peername
     return RequestFacts(
         method=request.method.upper(),
-        target=request.authority if is_connect else _request_target(request),
+        target=request.authority if is_connect else _request_target(flow),
         host=request.pretty_host.lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
@@ -57,11 +57,16 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     )
 
 
-def _request_target(request: http.Request) -> str:
-    """The request-target as the client wrote it (absolute-form to a proxy)."""
-    if request.first_line_format == "absolute":
-        return request.url
-    return request.path
+def _request_target(flow: http.HTTPFlow) -> str:
+    """The request-target as the client wrote it, as far as mitmproxy keeps it.
+
+    mitmproxy (11 and 12) turns an absolute-form target into origin-form
+    before our hooks run; to a forward proxy a client always sends the
+    absolute form, so rebuild it there (Digest's ``uri`` is compared with it).
+    """
+    if is_proxy_mode(flow.client_conn):
+        return flow.request.url
+    return flow.request.path
 
 
 def to_response(answer: Answer) -> http.Response:
@@ -280,11 +285,15 @@ class Addon:
             flow.kill()
             return Action.DENY
         if verdict.action is Action.FORWARD:
-            if verdict.auth.result is Result.OK:
-                if not decision.keep_credentials:  # fault 'hop_by_hop' leaks it on purpose
-                    del flow.request.headers[header]
-                if verdict.auth.via_connection:  # connection-bound scheme (NTLM)
-                    self.authenticated[flow.client_conn] = verdict.auth
+            ok = verdict.auth.result is Result.OK
+            # Credentials are consumed here. On a bypass they are removed too, since
+            # the next hop is the origin, except in upstream mode, where they may be
+            # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
+            relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
+            if header in flow.request.headers and not relay and not decision.keep_credentials:
+                del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
+            if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
+                self.authenticated[flow.client_conn] = verdict.auth
             self.on_forward(flow, decision)
             return verdict.action
         fired = self.refuse(flow, verdict, facts, is_proxy, decision)
