@@ -21,7 +21,11 @@ demo: $(VENV)/.installed
 	$(BIN)/mitmdump -s addons/proxyauth.py $(ARGS)
 
 # Real clients (curl, Python libraries, git, pip, node, java) through the proxy; regenerates docs/compat.*
+# undici (Node's proxy agent) comes from npm into the venv; without npm its row reads "not installed".
 matrix: $(VENV)/.installed-test
+	@[ -f $(VENV)/node/node_modules/undici/package.json ] || ! command -v npm >/dev/null || \
+		npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error undici@6 || \
+		echo "npm install undici failed: its matrix row will read 'not installed'"
 	$(BIN)/python -m mitm407 matrix -o docs/compat.md --html docs/compat.html $(ARGS)
 
 # The 401-vs-407 walk-through in the terminal (ARGS=--step to wait for Enter between steps)

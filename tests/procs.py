@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from mitm407 import lab
 from mitm407.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,18 +107,10 @@ class Origin:
 
 
 @dataclass
-class Mitmdump:
+class Mitmdump(lab.Mitmdump):
     """A running ``mitmdump`` (by default with addons/proxyauth.py)."""
 
-    port: int
-    proc: subprocess.Popen
-    log_path: Path
-    confdir: Path
     args: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def proxy_url(self, user: str | None = None, password: str | None = None) -> str:
         if user is None:
@@ -125,10 +118,6 @@ class Mitmdump:
         from urllib.parse import quote
 
         return f"http://{quote(user, safe='')}:{quote(password or '', safe='')}@127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
@@ -138,13 +127,6 @@ class Mitmdump:
                 return log
             time.sleep(0.1)
         raise AssertionError(f"{text!r} not in mitmdump log after {timeout}s:\n{self.log[-3000:]}")
-
-    @property
-    def ca_file(self) -> str:
-        return str(self.confdir / "mitmproxy-ca-cert.pem")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 def start_mitmdump(
@@ -179,11 +161,7 @@ def start_mitmdump(
         )
     dump = Mitmdump(port, proc, log_path, confdir, args)
     if wait:
-        try:
-            wait_for_port(port, proc)
-        except Exception:
-            dump.stop()
-            raise RuntimeError(f"mitmdump did not start:\n{dump.log[-4000:]}") from None
+        dump.wait_ready()
     return dump
 
 

@@ -108,11 +108,19 @@ class Mitmdump:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     @property
-    def ca_file(self) -> Path:
-        return self.confdir / "mitmproxy-ca-cert.pem"
+    def ca_file(self) -> str:
+        return str(self.confdir / "mitmproxy-ca-cert.pem")
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+    def wait_ready(self, what: str = "mitmdump") -> None:
+        """Wait until it listens; if it dies or hangs instead, stop it and raise with its log's tail."""
+        try:
+            wait_for_port(self.port, self.proc)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise RuntimeError(f"{what} did not start:\n{self.log[-4000:]}") from None
 
 
 def start_mitm407(
@@ -144,11 +152,7 @@ def start_mitm407(
         )
     dump = Mitmdump(port, proc, log_path, confdir)
     if wait:
-        try:
-            wait_for_port(port, proc)
-        except Exception:
-            dump.stop()
-            raise RuntimeError(f"{name} did not start:\n{dump.log[-3000:]}") from None
+        dump.wait_ready(name)
     return dump
 
 

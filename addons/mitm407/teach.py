@@ -22,12 +22,12 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TextIO
 
-from .lab import Mitmdump, start_mitm407, wait_for_port
+from .lab import Mitmdump, start_mitm407
 from .scenario import load_scenario, resolve_scenario_path
 
 PROXY_HOP, SERVER_HOP, APP = "corp-proxy", "web-server", "app"
@@ -143,7 +143,6 @@ class Lab:
     proxy: Mitmdump
     proxy_user: tuple[str, str]
     server_user: tuple[str, str]
-    stopped: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -171,11 +170,8 @@ def running_lab(out: TextIO, style: Style) -> Iterator[Lab]:
         proxy = start_mitm407(work, resolve_scenario_path("teach-proxy"), name=PROXY_HOP, hop_name=PROXY_HOP,
                               wait=False)
         stack.callback(proxy.stop)
-        for dump in (server, proxy):
-            try:
-                wait_for_port(dump.port, dump.proc)
-            except (RuntimeError, TimeoutError) as e:
-                raise RuntimeError(f"{e}\n{dump.log[-2000:]}") from None
+        server.wait_ready(SERVER_HOP)
+        proxy.wait_ready(PROXY_HOP)
         yield Lab(app, server, proxy, first_user("teach-proxy"), first_user("teach-origin"))
 
 

@@ -11,6 +11,9 @@ wait here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,16 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def select_cases(ids: list[str] | None) -> tuple[Case, ...]:
-    """The cases named in ``ids`` (all when None); unknown ids raise ValueError."""
+def select_by_id(table: tuple[T, ...], ids: list[str] | None, what: str) -> tuple[T, ...]:
+    """The rows of ``table`` named in ``ids`` (all when None), in the given order; unknown ids raise ValueError."""
     if not ids:
-        return CASES
-    known = {case.id: case for case in CASES}
+        return table
+    known = {row.id: row for row in table}  # type: ignore[attr-defined]
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise ValueError(f"unknown case(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        raise ValueError(f"unknown {what}(s): {', '.join(unknown)} (known: {', '.join(known)})")
     return tuple(known[i] for i in ids)
+
+
+def select_cases(ids: list[str] | None) -> tuple[Case, ...]:
+    return select_by_id(CASES, ids, "case")

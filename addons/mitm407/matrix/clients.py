@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..lab import clean_env
+from .cases import select_by_id
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 40.0
@@ -36,6 +37,7 @@ class Attempt:
     user: str | None
     password: str | None
     challenge: bool
+    scheme: str  # the scheme the case is about: basic, digest, ntlm (clients with a choice use it)
     ca_file: str | None  # mitmproxy's CA, for HTTPS (the proxy intercepts the tunnel)
     workdir: Path  # a fresh empty directory for this attempt
     toolsdir: Path  # shared per-run build output (compiled Java)
@@ -89,6 +91,7 @@ STATUS_PATTERNS = (
     re.compile(r"CONNECT tunnel failed, response (\d{3})"),
     re.compile(r"\b(\d{3}) (?:Client|Server) Error"),
     re.compile(r"\b(\d{3}) Proxy Authentication Required"),
+    re.compile(r"Proxy response \((\d{3})\)"),
 )
 
 
@@ -176,7 +179,7 @@ def python_client(library: str) -> Callable[[Attempt], Observation]:
         if a.user is not None:
             args += ["--user", a.user, "--password", a.password or ""]
         if a.challenge:
-            args.append("--challenge")
+            args += ["--challenge", a.scheme]
         if a.ca_file:
             args += ["--ca", a.ca_file]
         return observe(*execute(args))
@@ -238,6 +241,31 @@ def run_node(a: Attempt) -> Observation:
     return observe(*execute(args))
 
 
+def undici_dir() -> Path | None:
+    """undici from npm, installed by `make matrix` into the venv (or where MITM407_UNDICI points)."""
+    import os
+
+    candidates = [os.environ.get("MITM407_UNDICI", ""), str(Path(sys.prefix) / "node" / "node_modules" / "undici")]
+    return next((Path(c) for c in candidates if c and (Path(c) / "package.json").exists()), None)
+
+
+def undici_version() -> str | None:
+    import json
+
+    found = undici_dir()
+    if found is None or shutil.which("node") is None:
+        return None
+    node = first_line_version(["node", "--version"], r"(v\S+)")
+    return f"{json.loads((found / 'package.json').read_text())['version']} (Node {node})"
+
+
+def run_undici(a: Attempt) -> Observation:
+    args = ["node", str(HERE / "undiciclient.js"), a.url, a.proxy_url()]
+    if a.ca_file:
+        args += ["--ca", a.ca_file]
+    return observe(*execute(args, env=client_env({"UNDICI": str(undici_dir())})))
+
+
 # -- Java -------------------------------------------------------------------------
 
 
@@ -276,6 +304,7 @@ CLIENTS: tuple[Client, ...] = (
     Client("git", "git", lambda: first_line_version(["git", "--version"], r"git version (\S+)"), run_git),
     Client("pip", "pip download", pip_version, run_pip),
     Client("node", "Node node:http", lambda: first_line_version(["node", "--version"], r"v(\S+)"), run_node),
+    Client("undici", "undici ProxyAgent", undici_version, run_undici),
     Client("java", "Java HttpClient", java_version, java_client(), compile_java),
     Client(
         "java-tunnel-basic",
@@ -288,11 +317,4 @@ CLIENTS: tuple[Client, ...] = (
 
 
 def select_clients(ids: list[str] | None) -> tuple[Client, ...]:
-    """The clients named in ``ids`` (all when None); unknown ids raise ValueError."""
-    if not ids:
-        return CLIENTS
-    known = {client.id: client for client in CLIENTS}
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ValueError(f"unknown client(s): {', '.join(unknown)} (known: {', '.join(known)})")
-    return tuple(known[i] for i in ids)
+    return select_by_id(CLIENTS, ids, "client")

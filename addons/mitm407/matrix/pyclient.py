@@ -1,11 +1,12 @@
 """One request through a proxy with a Python HTTP library (run as a subprocess).
 
-    python pyclient.py LIBRARY URL PROXY_PORT [--user U --password P] [--challenge] [--ca FILE]
+    python pyclient.py LIBRARY URL PROXY_PORT [--user U --password P] [--challenge SCHEME] [--ca FILE]
 
 Prints ``STATUS <code>`` or ``ERROR <Type>: <message>``. Credentials go the
 way each library documents: in the proxy URL (percent-encoded), or, for
-``--challenge``, to a handler that answers the 407 (urllib only: requests and
-httpx have none, so they get the URL and send Basic preemptively).
+``--challenge``, to a handler that answers the 407 (urllib only, which has
+Basic and Digest handlers: requests and httpx have none, so they get the URL
+and send Basic preemptively).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def with_urllib(args: argparse.Namespace) -> int:
     if args.challenge and args.user is not None:
         passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
         passwords.add_password(None, f"127.0.0.1:{args.proxy_port}", args.user, args.password)
-        handlers.append(urllib.request.ProxyBasicAuthHandler(passwords))
+        handlers_by_scheme = {"digest": urllib.request.ProxyDigestAuthHandler}
+        handler = handlers_by_scheme.get(args.challenge, urllib.request.ProxyBasicAuthHandler)
+        handlers.append(handler(passwords))
         proxy = proxy_url(args.proxy_port, None, None)
     else:
         proxy = proxy_url(args.proxy_port, args.user, args.password)
@@ -72,7 +75,7 @@ def main() -> int:
     parser.add_argument("proxy_port", type=int)
     parser.add_argument("--user")
     parser.add_argument("--password")
-    parser.add_argument("--challenge", action="store_true")
+    parser.add_argument("--challenge", metavar="SCHEME", help="answer the 407 with this scheme's handler")
     parser.add_argument("--ca")
     args = parser.parse_args()
     try:

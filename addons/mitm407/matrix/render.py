@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from .runner import FAIL, Matrix
+from .runner import FAIL, Matrix, Row
 
 INTRO = (
     "Each row is a real client (and its version) as found on the machine named above; each column a case: a "
@@ -32,6 +33,16 @@ def notes_of(matrix: Matrix) -> dict[str, int]:
             if note and note not in numbers:
                 numbers[note] = len(numbers) + 1
     return numbers
+
+
+def row_cells(
+    matrix: Matrix, row: Row, notes: dict[str, int], out_dir: Path, repo: Path
+) -> Iterator[tuple[str, str, str | None, int | None]]:
+    """(kind, text, link or None, note number or None) of each cell of ``row``, in column order."""
+    for case in matrix.cases:
+        cell = row.cells[case.id]
+        link = relative_link(cell.link, out_dir, repo) if cell.kind == FAIL and cell.link else None
+        yield cell.kind, cell.text, link, notes.get(cell.note) if cell.note else None
 
 
 def relative_link(target: str, out_dir: Path, repo: Path) -> str:
@@ -57,14 +68,9 @@ def render_markdown(matrix: Matrix, out_dir: Path, repo: Path) -> str:
     ]
     for row in matrix.rows:
         cells = []
-        for case in matrix.cases:
-            cell = row.cells[case.id]
-            text = md_escape(cell.text)
-            if cell.kind == FAIL and cell.link:
-                text = f"[{text}]({relative_link(cell.link, out_dir, repo)})"
-            if cell.note:
-                text += f" [{notes[cell.note]}]"
-            cells.append(text)
+        for _kind, text, link, note in row_cells(matrix, row, notes, out_dir, repo):
+            text = f"[{md_escape(text)}]({link})" if link else md_escape(text)
+            cells.append(f"{text} [{note}]" if note else text)
         lines.append(f"| {md_escape(row.label)} | " + " | ".join(cells) + " |")
     lines += ["", "## Cases", ""]
     for case in matrix.cases:
@@ -99,14 +105,9 @@ def render_html(matrix: Matrix, out_dir: Path, repo: Path) -> str:
     body = []
     for row in matrix.rows:
         tds = []
-        for case in matrix.cases:
-            cell = row.cells[case.id]
-            text = esc(cell.text)
-            if cell.kind == FAIL and cell.link:
-                text = f'<a href="{esc(relative_link(cell.link, out_dir, repo))}">{text}</a>'
-            if cell.note:
-                text += f" <sup>[{notes[cell.note]}]</sup>"
-            tds.append(f'<td class="{cell.kind}">{text}</td>')
+        for kind, text, link, note in row_cells(matrix, row, notes, out_dir, repo):
+            text = f'<a href="{esc(link)}">{esc(text)}</a>' if link else esc(text)
+            tds.append(f'<td class="{kind}">{text}{f" <sup>[{note}]</sup>" if note else ""}</td>')
         body.append(f"<tr><th>{esc(row.label.replace('`', ''))}</th>{''.join(tds)}</tr>")
     cases = "".join(
         f"<li><b>{esc(c.title.replace('`', ''))}</b>: <code>{esc(c.scenario)}</code>, "

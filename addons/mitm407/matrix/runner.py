@@ -33,8 +33,8 @@ NOT_AVAILABLE = "n/a (scenario not available)"
 
 # (client id, case id) -> public reference for a behaviour that is a known client limitation or bug.
 KNOWN = {
-    ("curl", "basic-special"): "curl URL-decodes `--proxy-user` (libcurl `parse_proxy_auth`): `%41` is sent as `A`; "
-    "write `%` as `%25`",
+    ("curl", "basic-special"): "curl URL-decodes `--proxy-user`, as documented for CURLOPT_PROXYUSERPWD: `%41` is "
+    "sent as `A`; write `%` as `%25`",
     ("git", "basic-special"): "git decodes the credentials in `http.proxy` twice (seen here: `%2541` sent as `A`); "
     "a literal `%` must be written `%2525`",
     ("requests", "basic-utf8"): "requests encodes Basic credentials as ISO-8859-1: `€` raises UnicodeEncodeError",
@@ -45,6 +45,8 @@ KNOWN = {
     ("httpx", "anyauth"): "httpx sends Basic from the proxy URL only; no 407 handling",
     ("node", "anyauth"): "node:http has no proxy support; the code must build Proxy-Authorization itself",
     ("pip", "anyauth"): "pip (requests) sends Basic from the proxy URL only",
+    ("undici", "anyauth"): "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; it does "
+    "not answer a 407",
 }
 
 
@@ -189,7 +191,8 @@ def attempt_cell(
         user=case.user,
         password=password,
         challenge=case.challenge,
-        ca_file=str(proxy.ca_file) if case.https else None,
+        scheme=case.scheme,
+        ca_file=proxy.ca_file if case.https else None,
         workdir=attempt_dir,
         toolsdir=work / "tools",
     )
