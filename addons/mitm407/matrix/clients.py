@@ -303,7 +303,7 @@ CLIENTS: tuple[Client, ...] = (
     Client("httpx", "httpx", lambda: python_package_version("httpx"), python_client("httpx")),
     Client("git", "git", lambda: first_line_version(["git", "--version"], r"git version (\S+)"), run_git),
     Client("pip", "pip download", pip_version, run_pip),
-    Client("node", "Node node:http", lambda: first_line_version(["node", "--version"], r"v(\S+)"), run_node),
+    Client("node", "Node node:http", lambda: first_line_version(["node", "--version"], r"(v\S+)"), run_node),
     Client("undici", "undici ProxyAgent", undici_version, run_undici),
     Client("java", "Java HttpClient", java_version, java_client(), compile_java),
     Client(
