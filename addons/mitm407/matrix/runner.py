@@ -119,18 +119,37 @@ def generated_line(now: datetime.datetime | None = None) -> str:
     )
 
 
-def count_407(proxy: Mitmdump) -> int:
-    return proxy.log.count("-> 407")
+class ProxyLog:
+    """Reads a proxy's log attempt by attempt, with a marker request between attempts.
 
+    The marker is a request the proxy refuses (407, logged with the marker's
+    host name); once its line is in the log, every line about the attempt
+    before it is too, so no sleep has to guess how long logging takes.
+    """
 
-def settle_log(proxy: Mitmdump, before: int) -> int:
-    """The proxy logs asynchronously: give a just-written 407 line a moment to land."""
-    deadline = time.monotonic() + 0.3
-    count = count_407(proxy)
-    while count == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-        count = count_407(proxy)
-    return count
+    def __init__(self, proxy: Mitmdump) -> None:
+        self.proxy = proxy
+        self.offset = 0
+        self.markers = 0
+
+    def since_last(self, timeout: float = 15.0) -> str:
+        """The log lines written since the previous call."""
+        self.markers += 1
+        host = f"mitm407-matrix-mark-{self.markers}.invalid"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=timeout) as s:
+            s.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            while s.recv(65536):
+                pass
+        deadline = time.monotonic() + timeout
+        while (at := (log := self.proxy.log).find(host, self.offset)) < 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the proxy never logged its marker request:\n{log[-2000:]}")
+            time.sleep(0.02)
+        start = log.rfind("\n", self.offset, at) + 1
+        segment = log[self.offset : start]
+        end = log.find("\n", at)
+        self.offset = len(log) if end < 0 else end + 1
+        return segment
 
 
 def run_matrix(
@@ -159,13 +178,14 @@ def run_matrix(
             tools = work / "tools"
             tools.mkdir()
             broken = {c.id: c.prepare(tools) for c in active}
-            proxies: dict[str, tuple[Mitmdump, Scenario]] = {}
+            proxies: dict[str, tuple[ProxyLog, Scenario]] = {}
             for case in runnable:
                 if case.scenario not in proxies:
                     path = scenario_path(case, scenario_dir)
                     proxy = start_mitm407(work, path, name=f"proxy-{case.scenario}", confdir=work / "confdir")
                     stack.callback(proxy.stop)
-                    proxies[case.scenario] = proxy, load_scenario(path)
+                    proxies[case.scenario] = ProxyLog(proxy), load_scenario(path)
+                    proxies[case.scenario][0].since_last()
             for n, (client, case) in enumerate(((cl, ca) for cl in active for ca in runnable), 1):
                 progress(f"[{n}/{len(active) * len(runnable)}] {client.id} × {case.id}")
                 if broken[client.id]:
@@ -177,9 +197,10 @@ def run_matrix(
 
 
 def attempt_cell(
-    client: Client, case: Case, proxy_and_scenario: tuple[Mitmdump, Scenario], stage: Stage, work: Path, n: int
+    client: Client, case: Case, proxy_and_scenario: tuple[ProxyLog, Scenario], stage: Stage, work: Path, n: int
 ) -> Cell:
-    proxy, scenario = proxy_and_scenario
+    log, scenario = proxy_and_scenario
+    proxy = log.proxy
     password = scenario.users[case.user].secret.cleartext if case.user else None
     attempt_dir = work / f"attempt-{n}"
     attempt_dir.mkdir()
@@ -196,9 +217,8 @@ def attempt_cell(
         workdir=attempt_dir,
         toolsdir=work / "tools",
     )
-    before = count_407(proxy)
     obs = client.run(attempt)
-    challenged = settle_log(proxy, before) > before
+    challenged = "-> 407" in log.since_last()
     kind, text = judge(case, obs, challenged)
     text = redact(text, password)
     if kind == OK:
