@@ -96,3 +96,37 @@ def test_ctrl_c_stops_every_process():
     assert "interrupted; every process was stopped" in err
     assert "Traceback" not in err
     assert_closed(ports)
+
+
+@pytest.mark.parametrize(("no_color", "ansi"), [(None, True), ("1", False)])
+def test_colour_only_on_a_terminal_without_no_color(no_color: str | None, ansi: bool):
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["PYTHONPATH"] = str(REPO / "addons")
+    if no_color:
+        env["NO_COLOR"] = no_color
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mitm407", "demo", "401-vs-407"], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the demo exited
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode()
+    assert ("\x1b[1;33mHTTP/1.1 407 Proxy Authentication Required\x1b[0m" in text) is ansi
+    assert ("\x1b[" in text) is ansi
+    assert "HTTP/1.1 401 Unauthorized" in text and "press Enter" not in text  # stdin is no terminal: no pauses

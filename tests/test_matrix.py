@@ -110,3 +110,10 @@ def test_judge():
     assert judge(basic, Observation(407, 128, "boom"), challenged=True) == ("fail", "fails (407, exit 128): boom")
     timeout = judge(basic, Observation(None, None, "timed out"), challenged=False)
     assert timeout == ("fail", "fails (timeout): timed out")
+
+
+def test_unknown_client_is_a_clear_error(tmp_path: Path):
+    done = mitm407_cli("matrix", "--clients", "curl,netscape", "-o", str(tmp_path / "x.md"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("mitm407 matrix: unknown client(s): netscape (known: curl, urllib,")
+    assert not (tmp_path / "x.md").exists()

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import platform
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -217,7 +218,10 @@ def attempt_cell(
         workdir=attempt_dir,
         toolsdir=work / "tools",
     )
-    obs = client.run(attempt)
+    try:
+        obs = client.run(attempt)
+    except (OSError, subprocess.SubprocessError) as e:  # the client vanished or could not start
+        obs = Observation(None, None, f"{type(e).__name__}: {e}")
     challenged = "-> 407" in log.since_last()
     kind, text = judge(case, obs, challenged)
     text = redact(text, password)
