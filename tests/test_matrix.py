@@ -117,3 +117,11 @@ def test_unknown_client_is_a_clear_error(tmp_path: Path):
     assert done.returncode == 2
     assert done.stderr.startswith("mitm407 matrix: unknown client(s): netscape (known: curl, urllib,")
     assert not (tmp_path / "x.md").exists()
+
+
+def test_invalid_scenario_is_na_with_its_first_problem(tmp_path: Path):
+    (tmp_path / "bad.yaml").write_text("version: 2\nusers: {a: b}\n", encoding="utf-8")
+    here = Client("here", "here-client", lambda: "1.0", lambda attempt: pytest.fail("must not run"))
+    matrix = run_matrix([here], (Case("bad", "Bad", "bad.yaml", user="a"),), tmp_path)
+    (cell,) = matrix.rows[0].cells.values()
+    assert (cell.kind, cell.text) == ("na", "n/a (scenario invalid: bad.yaml:1: unsupported scenario version 2)")

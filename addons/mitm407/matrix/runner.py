@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..lab import Mitmdump, start_mitm407
+from ..problems import ScenarioError
 from ..scenario import Scenario, load_scenario, repo_scenario_dir
 from .cases import Case
 from .clients import Attempt, Client, Observation
@@ -180,15 +181,26 @@ def run_matrix(
             tools.mkdir()
             broken = {c.id: c.prepare(tools) for c in active}
             proxies: dict[str, tuple[ProxyLog, Scenario]] = {}
+            invalid: dict[str, str] = {}
             for case in runnable:
-                if case.scenario not in proxies:
+                if case.scenario not in proxies and case.scenario not in invalid:
                     path = scenario_path(case, scenario_dir)
+                    try:
+                        scenario = load_scenario(path)
+                    except ScenarioError as e:
+                        first = e.problems[0]
+                        where = f"{case.scenario}:{first.line}"
+                        invalid[case.scenario] = f"n/a (scenario invalid: {where}: {first.message})"
+                        continue
                     proxy = start_mitm407(work, path, name=f"proxy-{case.scenario}", confdir=work / "confdir")
                     stack.callback(proxy.stop)
-                    proxies[case.scenario] = ProxyLog(proxy), load_scenario(path)
+                    proxies[case.scenario] = ProxyLog(proxy), scenario
                     proxies[case.scenario][0].since_last()
             for n, (client, case) in enumerate(((cl, ca) for cl in active for ca in runnable), 1):
                 progress(f"[{n}/{len(active) * len(runnable)}] {client.id} × {case.id}")
+                if case.scenario in invalid:
+                    cells[client.id][case.id] = Cell(NA, invalid[case.scenario])
+                    continue
                 if broken[client.id]:
                     cells[client.id][case.id] = Cell(FAIL, broken[client.id] or "")
                     continue
