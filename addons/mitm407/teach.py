@@ -179,79 +179,114 @@ def basic(user: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
 
 
+@dataclass(frozen=True)
+class Step:
+    title: str
+    credentials: dict[str, str]  # header -> value sent by the client
+    expected: int
+    expected_hop: str
+    lesson: str
+
+
+def steps_of(lab: Lab) -> tuple[Step, ...]:
+    proxy_creds = {"Proxy-Authorization": basic(lab.proxy_user)}
+    return (
+        Step("no credentials", {}, 407, PROXY_HOP,
+             "407 = the PROXY wants credentials for itself. The request never left it."),
+        Step("proxy credentials only", proxy_creds, 401, SERVER_HOP,
+             "401 = the SERVER wants credentials. The proxy let the request through: its part was done."),
+        Step("proxy and server credentials", {**proxy_creds, "Authorization": basic(lab.server_user)}, 200, APP,
+             "Each hop took the header meant for it and removed it: the app saw neither credential."),
+    )
+
+
+class Printer:
+    """Two-column transcript lines: who talks to whom on the left, what is said on the right."""
+
+    def __init__(self, out: TextIO, style: Style) -> None:
+        self.out, self.style = out, style
+
+    def __call__(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def line(self, left: str, right: str = "") -> None:
+        self(f"  {left}{' ' * max(1, 26 - len(strip_ansi(left)))}{right}".rstrip())
+
+    def arrow(self, a: str, b: str) -> str:
+        return f"{self.style.hop(a)} → {self.style.hop(b)}"
+
+
+def show_topology(lab: Lab, say: Printer) -> None:
+    hop = say.style.hop
+    say(f"  {hop('client')} ──► {hop(PROXY_HOP)} 127.0.0.1:{lab.proxy.port} ──► "
+        f"{hop(SERVER_HOP)} 127.0.0.1:{lab.server.port} ──► {hop(APP)} 127.0.0.1:{lab.app.port}")
+    say(f"  {PROXY_HOP}: a forward proxy; wants Proxy-Authorization (user {lab.proxy_user[0]}), "
+        "refuses with 407 + Proxy-Authenticate")
+    say(f"  {SERVER_HOP}: the web server (mitm407 in reverse mode); wants Authorization "
+        f"(user {lab.server_user[0]}), refuses with 401 + WWW-Authenticate")
+
+
+def run_step(lab: Lab, step: Step, say: Printer) -> bool:
+    """Send one request, print it hop by hop; True when the expected hop answered as taught."""
+    style = say.style
+    host = f"127.0.0.1:{lab.server.port}"
+    say.line(say.arrow("client", PROXY_HOP), f"GET {lab.url} HTTP/1.1")
+    say.line("", f"Host: {host}")
+    for name, value in step.credentials.items():
+        say.line("", style(f"{name}: {redacted(value)}", "dim"))
+    if not step.credentials:
+        say.line("", style("(no Proxy-Authorization, no Authorization)", "dim"))
+
+    before = len(lab.app.received)
+    answer = send_through_proxy(lab.proxy.port, lab.url, {"Host": host, **step.credentials})
+    reached = len(lab.app.received) - before
+    refused = REFUSED_BY.search(answer.body)
+    answered_by = refused.group(1) if refused else (APP if reached else "?")
+
+    if answered_by != PROXY_HOP:
+        say.line(say.arrow(PROXY_HOP, SERVER_HOP), style(f"forwarded ({lab.proxy_user[0]} accepted)", "dim"))
+    if answered_by == APP:
+        say.line(say.arrow(SERVER_HOP, APP), style(f"forwarded ({lab.server_user[0]} accepted)", "dim"))
+    say.line(say.arrow(answered_by, "client"), style.status(answer.status, f"HTTP/1.1 {answer.status} {answer.reason}"))
+    for name in ("Proxy-Authenticate", "WWW-Authenticate"):
+        for value in answer.header(name):
+            say.line("", f"{name}: {value}")
+    if refused or answer.status == 200:
+        body = refused.group(0) if refused else answer.body.strip()
+        say.line("", style(f'body: "{body}"', "dim"))
+
+    leaked: list[str] = []
+    if answered_by == APP:
+        leaked = [h for h in ("proxy-authorization", "authorization") if h in lab.app.received[-1]]
+        where = "app received " + (f"LEAKED {', '.join(leaked)}" if leaked else
+                                   "neither Proxy-Authorization nor Authorization")
+    else:
+        behind = f"{SERVER_HOP} and {APP}" if answered_by == PROXY_HOP else APP
+        where = f"{behind} never reached (the app saw {reached} requests)"
+    say(f"  answered by {style.hop(answered_by)}: {where}")
+    say(f"  {style('→', 'bold')} {step.lesson}")
+    if answer.status == step.expected and answered_by == step.expected_hop and not leaked:
+        return True
+    say(style(f"  unexpected: wanted {step.expected} from {step.expected_hop}", "bold", "red"))
+    return False
+
+
 def walk_401_vs_407(lab: Lab, out: TextIO, style: Style, pause: Callable[[], None]) -> int:
     """Print the three steps; return 0 when every hop answered as taught, 1 otherwise."""
-
-    def line(left: str, right: str = "") -> None:
-        print(f"  {left}{' ' * max(1, 26 - len(strip_ansi(left)))}{right}".rstrip(), file=out)
-
-    def arrow(a: str, b: str) -> str:
-        return f"{style.hop(a)} → {style.hop(b)}"
-
-    print(f"  {style.hop('client')} ──► {style.hop(PROXY_HOP)} 127.0.0.1:{lab.proxy.port} ──► "
-          f"{style.hop(SERVER_HOP)} 127.0.0.1:{lab.server.port} ──► {style.hop(APP)} 127.0.0.1:{lab.app.port}",
-          file=out)
-    print(f"  {PROXY_HOP}: a forward proxy; wants Proxy-Authorization (user {lab.proxy_user[0]}), "
-          "refuses with 407 + Proxy-Authenticate", file=out)
-    print(f"  {SERVER_HOP}: the web server (mitm407 in reverse mode); wants Authorization "
-          f"(user {lab.server_user[0]}), refuses with 401 + WWW-Authenticate", file=out)
-
-    steps = (
-        ("no credentials", {}, 407, PROXY_HOP,
-         "407 = the PROXY wants credentials for itself. The request never left it."),
-        ("proxy credentials only", {"Proxy-Authorization": basic(lab.proxy_user)}, 401, SERVER_HOP,
-         "401 = the SERVER wants credentials. The proxy let the request through: its part was done."),
-        ("proxy and server credentials",
-         {"Proxy-Authorization": basic(lab.proxy_user), "Authorization": basic(lab.server_user)}, 200, APP,
-         "Each hop took the header meant for it and removed it: the app saw neither credential."),
-    )
+    say = Printer(out, style)
+    show_topology(lab, say)
+    steps = steps_of(lab)
     failures = 0
-    for number, (title, creds, expected, expected_hop, lesson) in enumerate(steps, 1):
-        print(file=out)
-        print(style(f"Step {number} of {len(steps)}: {title}", "bold"), file=out)
-        before = len(lab.app.received)
-        host = f"127.0.0.1:{lab.server.port}"
-        line(arrow("client", PROXY_HOP), f"GET {lab.url} HTTP/1.1")
-        line("", f"Host: {host}")
-        for name, value in creds.items():
-            line("", style(f"{name}: {redacted(value)}", "dim"))
-        if not creds:
-            line("", style("(no Proxy-Authorization, no Authorization)", "dim"))
-        answer = send_through_proxy(lab.proxy.port, lab.url, {"Host": host, **creds})
-        refused = REFUSED_BY.search(answer.body)
-        answered_by = refused.group(1) if refused else (APP if len(lab.app.received) > before else "?")
-        if answered_by != PROXY_HOP:
-            line(arrow(PROXY_HOP, SERVER_HOP), style(f"forwarded ({lab.proxy_user[0]} accepted)", "dim"))
-        if answered_by == APP:
-            line(arrow(SERVER_HOP, APP), style(f"forwarded ({lab.server_user[0]} accepted)", "dim"))
-        line(arrow(answered_by, "client"), style.status(answer.status, f"HTTP/1.1 {answer.status} {answer.reason}"))
-        for name in ("Proxy-Authenticate", "WWW-Authenticate"):
-            for value in answer.header(name):
-                line("", f"{name}: {value}")
-        if refused:
-            line("", style(f"body: \"{refused.group(0)}\"", "dim"))
-        elif answer.status == 200:
-            line("", style(f"body: \"{answer.body.strip()}\"", "dim"))
-        reached = len(lab.app.received) - before
-        if answered_by == APP:
-            seen = lab.app.received[-1]
-            leaked = [h for h in ("proxy-authorization", "authorization") if h in seen]
-            where = "app received " + (f"LEAKED {', '.join(leaked)}" if leaked else
-                                       "neither Proxy-Authorization nor Authorization")
-        else:
-            behind = f"{SERVER_HOP} and {APP}" if answered_by == PROXY_HOP else APP
-            where = f"{behind} never reached (the app saw {reached} requests)"
-        print(f"  answered by {style.hop(answered_by)}: {where}", file=out)
-        print(f"  {style('→', 'bold')} {lesson}", file=out)
-        if answer.status != expected or answered_by != expected_hop or (answered_by == APP and leaked):
-            failures += 1
-            print(style(f"  unexpected: wanted {expected} from {expected_hop}", "bold", "red"), file=out)
+    for number, step in enumerate(steps, 1):
+        say()
+        say(style(f"Step {number} of {len(steps)}: {step.title}", "bold"))
+        failures += not run_step(lab, step, say)
         if number < len(steps):
             pause()
-    print(file=out)
-    print("Summary: 407 + Proxy-Authenticate comes from a proxy and is answered with Proxy-Authorization "
-          "(consumed by that proxy); 401 + WWW-Authenticate comes from the server and is answered with "
-          "Authorization (end to end).", file=out)
+    say()
+    say("Summary: 407 + Proxy-Authenticate comes from a proxy and is answered with Proxy-Authorization "
+        "(consumed by that proxy); 401 + WWW-Authenticate comes from the server and is answered with "
+        "Authorization (end to end).")
     return 1 if failures else 0
 
 
