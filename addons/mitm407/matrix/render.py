@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,19 +99,23 @@ td.missing, td.na { background: #f4f4f4; color: #777; }
 """
 
 
+def esc(text: str) -> str:
+    """HTML-escaped, with Markdown `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def render_html(matrix: Matrix, out_dir: Path, repo: Path) -> str:
-    esc = html.escape
     notes = notes_of(matrix)
-    head = "".join(f"<th>{esc(c.title.replace('`', ''))}</th>" for c in matrix.cases)
+    head = "".join(f"<th>{esc(c.title)}</th>" for c in matrix.cases)
     body = []
     for row in matrix.rows:
         tds = []
         for kind, text, link, note in row_cells(matrix, row, notes, out_dir, repo):
             text = f'<a href="{esc(link)}">{esc(text)}</a>' if link else esc(text)
             tds.append(f'<td class="{kind}">{text}{f" <sup>[{note}]</sup>" if note else ""}</td>')
-        body.append(f"<tr><th>{esc(row.label.replace('`', ''))}</th>{''.join(tds)}</tr>")
+        body.append(f"<tr><th>{esc(row.label)}</th>{''.join(tds)}</tr>")
     cases = "".join(
-        f"<li><b>{esc(c.title.replace('`', ''))}</b>: <code>{esc(c.scenario)}</code>, "
+        f"<li><b>{esc(c.title)}</b>: <code>{esc(c.scenario)}</code>, "
         f"{esc('user ' + c.user) if c.user else 'no credentials'}, expects {c.expect}. {esc(c.explain)}</li>"
         for c in matrix.cases
     )
