@@ -111,7 +111,7 @@ def render_html(matrix: Matrix, out_dir: Path, repo: Path) -> str:
     for row in matrix.rows:
         tds = []
         for kind, text, link, note in row_cells(matrix, row, notes, out_dir, repo):
-            text = f'<a href="{esc(link)}">{esc(text)}</a>' if link else esc(text)
+            text = f'<a href="{html.escape(link)}">{esc(text)}</a>' if link else esc(text)
             tds.append(f'<td class="{kind}">{text}{f" <sup>[{note}]</sup>" if note else ""}</td>')
         body.append(f"<tr><th>{esc(row.label)}</th>{''.join(tds)}</tr>")
     cases = "".join(
@@ -121,7 +121,7 @@ def render_html(matrix: Matrix, out_dir: Path, repo: Path) -> str:
     )
     note_items = "".join(f"<li>{esc(note)}</li>" for note in notes)
     return (
-        f"<!DOCTYPE html>\n<!-- {esc(matrix.generated)} -->\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<!DOCTYPE html>\n<!-- {html.escape(matrix.generated)} -->\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>mitm407 client compatibility</title><style>{STYLE}</style></head><body>"
         f"<h1>Client compatibility matrix</h1><p class=\"generated\">{esc(matrix.generated)}</p>"
         f"<p>{esc(INTRO)}</p><table><thead><tr><th>client</th>{head}</tr></thead><tbody>{''.join(body)}"
