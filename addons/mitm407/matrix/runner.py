@@ -26,6 +26,7 @@ from ..problems import ScenarioError
 from ..scenario import Scenario, load_scenario, repo_scenario_dir
 from .cases import Case
 from .clients import Attempt, Client, Observation
+from .known import KNOWN
 from .stage import Stage
 
 # Cell kinds, also the CSS classes of the HTML table.
@@ -33,23 +34,6 @@ OK, FAIL, MISSING, NA = "ok", "fail", "missing", "na"
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "n/a (scenario not available)"
 
-# (client id, case id) -> public reference for a behaviour that is a known client limitation or bug.
-KNOWN = {
-    ("curl", "basic-special"): "curl URL-decodes `--proxy-user`, as documented for CURLOPT_PROXYUSERPWD: `%41` is "
-    "sent as `A`; write `%` as `%25`",
-    ("git", "basic-special"): "git decodes the credentials in `http.proxy` twice (seen here: `%2541` sent as `A`); "
-    "a literal `%` must be written `%2525`",
-    ("requests", "basic-utf8"): "requests encodes Basic credentials as ISO-8859-1: `€` raises UnicodeEncodeError",
-    ("pip", "basic-utf8"): "pip uses requests, which encodes Basic credentials as ISO-8859-1",
-    ("pip", "no-credentials"): "pip hides the 407: it reports no matching distribution instead",
-    ("java", "connect"): "JDK 8u111+ disables Basic for CONNECT: `jdk.http.auth.tunneling.disabledSchemes=Basic`",
-    ("requests", "anyauth"): "requests has no 407 handler: it sends Basic from the proxy URL, preemptively",
-    ("httpx", "anyauth"): "httpx sends Basic from the proxy URL only; no 407 handling",
-    ("node", "anyauth"): "node:http has no proxy support; the code must build Proxy-Authorization itself",
-    ("pip", "anyauth"): "pip (requests) sends Basic from the proxy URL only",
-    ("undici", "anyauth"): "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; it does "
-    "not answer a 407",
-}
 
 
 @dataclass(frozen=True)
