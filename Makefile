@@ -18,7 +18,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/mitmdump -s addons/proxyauth.py $(ARGS)
+	$(BIN)/mitmdump --listen-host 127.0.0.1 -s addons/proxyauth.py $(ARGS)
 
 # Real clients (curl, Python libraries, git, pip, node, java) through the proxy; regenerates docs/compat.*
 # undici (Node's proxy agent) comes from npm into the venv; without npm its row reads "not installed".
