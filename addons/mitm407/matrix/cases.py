@@ -69,6 +69,14 @@ CASES: tuple[Case, ...] = (
         explain="Client set up to wait for the 407 challenge and answer it; ok only if the proxy saw a 407 first.",
     ),
     Case(
+        "challenge-missing",
+        "407 without challenge",
+        "challenge-missing.yaml",
+        user="erin",
+        explain="The 407 has no Proxy-Authenticate (fault `challenge_missing`): only clients that send Basic "
+        "preemptively get through; clients that wait for a challenge stop at the 407.",
+    ),
+    Case(
         "digest-md5",
         "Digest MD5",
         "digest-md5.yaml",

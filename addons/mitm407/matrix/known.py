@@ -23,4 +23,10 @@ KNOWN: dict[tuple[str, str], str] = {
     ("pip", "anyauth"): "pip (requests) sends Basic from the proxy URL only",
     ("undici", "anyauth"): "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; it does "
     "not answer a 407",
+    ("git", "challenge-missing"): "git waits for a challenge (`http.proxyAuthMethod` defaults to `anyauth`); "
+    "checked here: `-c http.proxyAuthMethod=basic` sends Basic preemptively and passes",
+    ("java", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a Proxy-Authenticate "
+    "challenge, never preemptively",
+    ("java-tunnel-basic", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a "
+    "Proxy-Authenticate challenge, never preemptively",
 }
