@@ -17,6 +17,8 @@ COMMANDS = (
     "check",
     "options",
     "scenarios",
+    "matrix",
+    "demo",
 )
 
 
