@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 
+def hoplog_addons() -> list[Any]:
+    """The hop log, unless another entry script already installed it.
+
+    ``-s addons/proxyauth.py -s addons/hoplog.py`` (either order) must give one
+    hop log, not a clash of two addons called "hoplog" or doubled lines.
+    """
+    from mitmproxy import ctx
+
+    from .hoplog import HopLog
+
+    master = getattr(ctx, "master", None)
+    if master is not None and master.addons.get("hoplog") is not None:
+        return []
+    return [HopLog()]
+
+
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: challenge, validate (and log)."""
+    """What ``addons/proxyauth.py`` loads: challenge, validate, and the hop log."""
     from .addon import Addon
 
-    return [Addon()]
+    return [Addon(), *hoplog_addons()]
