@@ -70,6 +70,22 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# Every password a test uses, and its Basic tokens: tests/test_zz_secrets.py
+# greps every log the suite wrote for them and expects zero hits.
+SECRETS: set[str] = set()
+
+
+def register_secret(user: str, password: str) -> str:
+    """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
+    SECRETS.add(password)
+    for encoding in ("utf-8", "iso-8859-1"):
+        try:
+            SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
+        except UnicodeEncodeError:
+            pass
+    return password
+
+
 # -- origin ---------------------------------------------------------------------
 
 
