@@ -79,10 +79,8 @@ def register_secret(user: str, password: str) -> str:
     """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
     SECRETS.add(password)
     for encoding in ("utf-8", "iso-8859-1"):
-        try:
+        with contextlib.suppress(UnicodeEncodeError):
             SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
-        except UnicodeEncodeError:
-            pass
     return password
 
 

@@ -179,7 +179,10 @@ def test_summary_formats():
     assert data == {
         "flows": 2,
         "bad_lines": 1,
-        "answered_by": [{"kind": "origin", "hop": "o:80", "flows": 1}, {"kind": "this-proxy", "hop": "edge", "flows": 1}],
+        "answered_by": [
+            {"kind": "origin", "hop": "o:80", "flows": 1},
+            {"kind": "this-proxy", "hop": "edge", "flows": 1},
+        ],
         "status": {"200": 1, "407": 1},
         "auth": {"missing": 1, "not-checked": 1},
         "errors": {"http_request_denied": 1},
