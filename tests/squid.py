@@ -3,6 +3,9 @@
 Basic authentication through ``basic_ncsa_auth`` on an htpasswd file of
 ``$apr1$`` hashes (``openssl passwd -apr1``), no cache, 127.0.0.1 on a free
 port. Squid drops privileges to user ``proxy``, so its folder is world-writable.
+Squid runs in its own world-writable temp folder (user ``proxy`` cannot enter
+pytest's 0700 folders); ``stop()`` copies its logs to the suite's log folder,
+where the secrets test greps them, and removes the temp folder.
 Stopped like every test process: SIGINT to its process group, then SIGKILL.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ class Squid:
     port: int
     proc: subprocess.Popen
     directory: Path
+    log_copy: Path
 
     @property
     def url(self) -> str:
@@ -37,6 +42,12 @@ class Squid:
 
     def stop(self) -> None:
         stop_process(self.proc, grace=5.0)
+        if self.directory.exists():
+            self.log_copy.mkdir(parents=True, exist_ok=True)
+            for name in ("cache.log", "access.log", "stdout.log"):
+                if (self.directory / name).exists():
+                    shutil.copy(self.directory / name, self.log_copy / name)
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def available() -> bool:
@@ -52,9 +63,9 @@ def apr1_hash(password: str) -> str:
     return result.stdout.strip()
 
 
-def start_squid(directory: Path, users: dict[str, str], realm: str = "Squid test proxy") -> Squid:
-    """Squid requiring Basic proxy auth for every request; ``directory`` holds its config and logs."""
-    directory.mkdir(parents=True, exist_ok=True)
+def start_squid(log_copy: Path, users: dict[str, str], realm: str = "Squid test proxy") -> Squid:
+    """Squid requiring Basic proxy auth for every request; its logs end up in ``log_copy``."""
+    directory = Path(tempfile.mkdtemp(prefix="mitm407-squid-"))
     directory.chmod(0o777)
     htpasswd = directory / "htpasswd"
     htpasswd.write_text("".join(f"{user}:{apr1_hash(pw)}\n" for user, pw in users.items()), encoding="utf-8")
@@ -85,7 +96,7 @@ http_access deny all
             [SQUID, "-N", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=directory,
         )
-    squid = Squid(port, proc, directory)
+    squid = Squid(port, proc, directory, log_copy)
     try:
         wait_for_port(port, proc, timeout=30)
     except Exception:

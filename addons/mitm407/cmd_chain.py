@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GRACE_SECONDS = 8.0
@@ -38,6 +38,9 @@ class Hop:
     spec: HopSpec
     port: int
     proc: subprocess.Popen[bytes]
+    # set when mitmdump says "proxy listening at": a port that merely accepts
+    # connections could belong to another process that won a race for it
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 def parse_hop(text: str) -> HopSpec:
@@ -126,23 +129,24 @@ def hop_command(
     return args + extra
 
 
-def _pump(name: str, stream: object) -> None:
+def _pump(hop: Hop) -> None:
     """Copy a hop's output to ours, each line prefixed with the hop's name."""
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        sys.stdout.write(f"[{name}] {raw.decode('utf-8', 'replace')}")
+    listening = f":{hop.port}"
+    for raw in iter(hop.proc.stdout.readline, b""):  # type: ignore[union-attr]
+        line = raw.decode("utf-8", "replace")
+        if "listening at" in line and listening in line:
+            hop.ready.set()
+        sys.stdout.write(f"[{hop.spec.name}] {line}")
         sys.stdout.flush()
 
 
-def _wait_listening(hop: Hop, host: str, stop: threading.Event) -> None:
+def _wait_listening(hop: Hop, stop: threading.Event) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and not stop.is_set():
         if hop.proc.poll() is not None:
             raise RuntimeError(f"hop {hop.spec.name} exited with status {hop.proc.returncode}")
-        try:
-            with socket.create_connection((host if host not in ("", "0.0.0.0") else "127.0.0.1", hop.port), 0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if hop.ready.wait(0.05):
+            return
     if stop.is_set():
         raise KeyboardInterrupt
     raise RuntimeError(f"hop {hop.spec.name} is not listening on port {hop.port} after {START_TIMEOUT:.0f}s")
@@ -195,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
             )
             hop = Hop(spec, port, proc)
             hops.append(hop)
-            threading.Thread(target=_pump, args=(spec.name, proc.stdout), daemon=True).start()
-            _wait_listening(hop, host, stop)
+            threading.Thread(target=_pump, args=(hop,), daemon=True).start()
+            _wait_listening(hop, stop)
             upstream = f"http://127.0.0.1:{port}"
         path = " -> ".join(f"{h.spec.name} ({h.port})" for h in reversed(hops))
         print(f"mitm407 chain ready: client -> {path} -> {args.upstream or 'origin'}", flush=True)

@@ -228,7 +228,9 @@ class HopLog:
             scheme, user = describe_credentials(value)
             findings.append({"kind": kind, "header": "Proxy-Authorization", "scheme": scheme, "user": user})
             who = f", user '{user}'" if user else ""
-            _add_comment(flow, MARK_LEAK, f"credential leak: Proxy-Authorization ({scheme}{who}) {where}")
+            text = f"credential leak: Proxy-Authorization ({scheme}{who}) {where}"
+            _add_comment(flow, MARK_LEAK, text)
+            logger.warning("mitm407: %s: %s %s", text, flow.request.method, flow.request.pretty_host)
 
     # -- the record ---------------------------------------------------------------------
     def facts(self, flow: http.HTTPFlow) -> HopFacts:
