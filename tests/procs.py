@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -77,7 +78,7 @@ SECRETS: set[str] = set()
 
 def register_secret(user: str, password: str) -> str:
     """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
-    SECRETS.add(password)
+    SECRETS.update({password, quote(password, safe="")})
     for encoding in ("utf-8", "iso-8859-1"):
         with contextlib.suppress(UnicodeEncodeError):
             SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
