@@ -354,3 +354,38 @@ def test_chain_command_starts_and_stops_hops(logdir, confdir, scenarios, origin)
     core_records = read_hop_log(hoplogs / "core.jsonl")
     assert [r["answered_by"]["kind"] for r in edge_records] == ["origin", "this-proxy"]
     assert core_records[0]["auth"]["user"] == "ben" and "[edge]" in output and "[core]" in output
+
+
+# -- hop_relay_connect_refusal: the client gets the upstream's own 407 on its CONNECT ----------------
+
+
+def test_a_relay_upstream_connect_407_to_the_client(chain_a, mitmdump_factory, logdir, scenarios, tls_origin):
+    from procs import basic, raw_exchange
+
+    core = chain_a[0]
+    edge = hop(mitmdump_factory, logdir, "edge", scenarios["edge"], upstream=core.url,
+               hop_relay_connect_refusal="true")
+    authority = f"127.0.0.1:{tls_origin.port}"
+    connect = (
+        f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        f"Proxy-Authorization: {basic('ann', ANN_PW)}\r\n\r\n"
+    ).encode()
+    (answer,) = raw_exchange(edge.port, [connect])
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    assert lines[0] == "HTTP/1.1 407 Proxy Authentication Required"
+    assert 'Proxy-Authenticate: Basic realm="CORE", charset="UTF-8"' in lines
+    assert "Via: 1.1 edge" in lines  # on the probe (core's member) and on the relayed answer (ours)
+    assert 'Proxy-Status: core; error=http_request_denied; details="no Proxy-Authorization header"' in lines
+    assert "Proxy-Status: edge" in lines
+    assert "core (mitm407) refused this request" in body
+    record = wait_for_record(edge.hoplog, lambda r: r["method"] == "CONNECT")
+    assert record["status"] == 407 and record["answered_by"] == {"kind": "upstream-proxy", "hop": "core"}
+    assert record["auth"]["user"] == "ann"
+
+    passing = hop(mitmdump_factory, logdir, "edge", scenarios["edge"], upstream=core.url,
+                  hop_relay_connect_refusal="true", upstream_auth=f"ben:{BEN_PW}")
+    url = tls_origin.url("/relay-pass")
+    result = curl("--cacert", passing.ca_file, "-x", passing.url, "--proxy-user", f"ann:{ANN_PW}", url)
+    assert status_of(result) == 200, result.stderr
+    assert "proxy-authorization" not in tls_origin.seen[-1].headers

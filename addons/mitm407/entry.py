@@ -22,7 +22,8 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: challenge, validate, and the hop log."""
+    """What ``addons/proxyauth.py`` loads: challenge, validate, relay CONNECT refusals, the hop log."""
     from .addon import Addon
+    from .connectrelay import ConnectRelay
 
-    return [Addon(), *hoplog_addons()]
+    return [Addon(), ConnectRelay(), *hoplog_addons()]

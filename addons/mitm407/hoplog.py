@@ -47,6 +47,7 @@ META_RECEIVED = "mitm407.hop.received"  # (Via, Proxy-Status) as the next hop se
 META_FINDINGS = "mitm407.hop.findings"  # list of finding dicts (redacted)
 META_LOGGED = "mitm407.hop.logged"  # the line for this flow was written
 META_HEADERS = "mitm407.hop.headers"  # our Via/Proxy-Status were added to the response
+META_RELAYED = "mitm407.relayed"  # an upstream proxy's refusal of CONNECT, relayed as is (connectrelay.py)
 
 MARK_ANSWERED = ":no_entry:"
 MARK_UPSTREAM_407 = ":arrow_up:"
@@ -156,7 +157,7 @@ class HopLog:
 
     def http_connect_error(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
-            self.add_response_headers(flow, answered_here=True)
+            self.add_response_headers(flow, answered_here=not flow.metadata.get(META_RELAYED))
         self.finish(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -235,7 +236,9 @@ class HopLog:
     # -- the record ---------------------------------------------------------------------
     def facts(self, flow: http.HTTPFlow) -> HopFacts:
         response = flow.response
-        answered = bool(flow.metadata.get(META_ANSWERED)) or flow.request.method == "CONNECT"
+        answered = bool(flow.metadata.get(META_ANSWERED)) or (
+            flow.request.method == "CONNECT" and not flow.metadata.get(META_RELAYED)
+        )
         received: tuple[tuple[ViaEntry, ...], tuple[ProxyStatusEntry, ...]] = flow.metadata.get(
             META_RECEIVED, ((), ())
         )
