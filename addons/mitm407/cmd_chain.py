@@ -115,7 +115,7 @@ def parse_upstream_auth(values: list[str]) -> dict[str, str]:
 
 def hop_command(
     mitmdump: str, spec: HopSpec, host: str, port: int, upstream: str | None, workdir: Path, hoplog: Path,
-    upstream_auth: str | None, extra: list[str],
+    upstream_auth: str | None, extra: list[str], chain_end: bool = False,
 ) -> list[str]:
     script = entry_script("proxyauth" if spec.scenario else "hoplog", workdir)
     args = [mitmdump, "--listen-host", host, "-p", str(port), "-s", script, "--set", f"hop_name={spec.name}"]
@@ -124,6 +124,9 @@ def hop_command(
         args += ["--set", f"scenario={spec.scenario}"]
     if upstream:
         args += ["--mode", f"upstream:{upstream}"]
+    if upstream and not chain_end:
+        # the next hop is a mitm407 that signs with its own CA: trust it, as the client trusts ours
+        args += ["--set", "ssl_insecure=true"]
     if upstream_auth:
         args += ["--set", f"upstream_auth={upstream_auth}"]
     return args + extra
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             host = args.listen_host if first else "127.0.0.1"
             command = hop_command(
                 mitmdump, spec, host, port, upstream, workdir, logdir / f"{spec.name}.jsonl", auth.get(spec.name),
-                extra,
+                extra, chain_end=index == len(args.hops) - 1,
             )
             proc = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
