@@ -389,3 +389,14 @@ def test_a_relay_upstream_connect_407_to_the_client(chain_a, mitmdump_factory, l
     result = curl("--cacert", passing.ca_file, "-x", passing.url, "--proxy-user", f"ann:{ANN_PW}", url)
     assert status_of(result) == 200, result.stderr
     assert "proxy-authorization" not in tls_origin.seen[-1].headers
+
+
+def test_unwritable_hop_log_at_startup_is_a_clear_error(confdir, tmp_path):
+    from procs import HOPLOG, MITMDUMP
+
+    path = tmp_path / "no-such-dir" / "hops.jsonl"
+    result = run([MITMDUMP, "-p", "0", "-s", HOPLOG, "--set", f"hoplog={path}", "--set", f"confdir={confdir}"])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"cannot open hop log {path}: No such file or directory" in output
+    assert "Traceback" not in output

@@ -81,7 +81,10 @@ def test_upstream_mode_plain_http_proxy_authorization_is_not_a_leak():
     assert flow.marked == "" and flow.request.headers.get_all("Via") == ["1.1 mitm407"]
 
 
-def test_unwritable_hop_log_is_an_option_error(tmp_path):
+def test_unwritable_hop_log_while_running_is_an_option_error(tmp_path):
+    """Changed at run time (mitmweb's options editor): refused, the old value kept."""
     hoplog = HopLog()
-    with taddons.context(hoplog) as tctx, pytest.raises(exceptions.OptionsError, match="cannot open hop log"):
-        tctx.configure(hoplog, hoplog=str(tmp_path / "missing-dir" / "h.jsonl"))
+    with taddons.context(hoplog) as tctx:
+        hoplog.running()
+        with pytest.raises(exceptions.OptionsError, match="cannot open hop log"):
+            tctx.configure(hoplog, hoplog=str(tmp_path / "missing-dir" / "h.jsonl"))

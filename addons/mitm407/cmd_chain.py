@@ -124,7 +124,8 @@ def hop_command(
         args += ["--set", f"scenario={spec.scenario}"]
     if upstream:
         args += ["--mode", f"upstream:{upstream}"]
-    if upstream and not chain_end:
+    if upstream and not chain_end and not any(a.startswith("ssl_insecure") for a in extra):
+        # (mitmproxy 12 refuses the same --set twice)
         # the next hop is a mitm407 that signs with its own CA: trust it, as the client trusts ours
         args += ["--set", "ssl_insecure=true"]
     if upstream_auth:

@@ -88,6 +88,7 @@ class HopLog:
     def __init__(self) -> None:
         self.out: IO[str] | None = None
         self._owns_out = False
+        self._running = False
         self.summary = HopSummary()
         # client connection -> id of its accepted CONNECT flow (the tunnel)
         self.tunnels: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
@@ -123,6 +124,17 @@ class HopLog:
         )
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self.open_log(updated)
+        except exceptions.OptionsError as e:
+            if self._running:
+                raise  # mitmproxy rejects the change and keeps the old value
+            logger.error("mitm407: %s", e)  # at start-up: a clean exit, no traceback
+
+    def running(self) -> None:
+        self._running = True
+
+    def open_log(self, updated: set[str]) -> None:
         if "hoplog" in updated:
             self.close()
             path = ctx.options.hoplog
