@@ -147,6 +147,8 @@ def test_attribution_upstream_407_named_by_proxy_status_then_via_then_address():
     a = attribute_hop(facts(status=407, upstream=upstream, via=via))
     assert (a.kind, a.hop) == (Kind.UPSTREAM_PROXY, "squid-test")
     assert attribute_hop(facts(status=407, upstream=upstream)).hop == upstream
+    # through the upstream's CONNECT tunnel only the origin can answer
+    assert attribute_hop(facts(status=407, upstream=upstream, via=via, upstream_tunnel=True)).kind is Kind.ORIGIN
 
 
 def test_attribution_hidden_connect_refusal_connection_errors_and_origin():

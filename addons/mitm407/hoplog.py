@@ -275,6 +275,8 @@ class HopLog:
             error=error,
             answer_reason=auth.reason if auth is not None and flow.metadata.get(META_ANSWERED) else None,
             body_hint=body_hint,
+            upstream_tunnel=upstream is not None
+            and (flow.request.scheme == "https" or flow.client_conn in self.tunnels),
         )
 
     def finish(self, flow: http.HTTPFlow) -> None:

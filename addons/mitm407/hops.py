@@ -353,6 +353,9 @@ class HopFacts:
     error: str | None = None  # flow.error message
     answer_reason: str | None = None  # why this proxy answered (AuthResult.reason)
     body_hint: str = ""  # the first bytes of an upstream error page (mitmproxy's own)
+    # the request went through a CONNECT tunnel the upstream proxy opened: what comes back
+    # through it is the origin's, even a 407
+    upstream_tunnel: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +422,7 @@ def attribute_hop(facts: HopFacts) -> Attribution:
             next_hop if isinstance(next_hop, str) else None,
             details=details if isinstance(details, str) else None,
         )
-    if facts.upstream is not None:
+    if facts.upstream is not None and not facts.upstream_tunnel:
         if facts.status == 407:
             return Attribution(Kind.UPSTREAM_PROXY, _upstream_name(facts), "http_request_denied")
         if _is_mitmproxy_error_page(facts):
