@@ -400,3 +400,17 @@ def test_unwritable_hop_log_at_startup_is_a_clear_error(confdir, tmp_path):
     assert result.returncode != 0
     assert f"cannot open hop log {path}: No such file or directory" in output
     assert "Traceback" not in output
+
+
+def test_leaky_proxy_scenario_is_flagged_by_the_hop_log(mitmdump_factory, logdir, origin):
+    """scenarios/leaky-proxy.yaml's header promises the hop log flags its deliberate leak."""
+    register_secret("oscar", "do-not-leak")
+    path = logdir / "hops-leaky.jsonl"
+    dump = mitmdump_factory(options={"scenario": "leaky-proxy", "hoplog": str(path)})
+    assert status_of(curl("-x", dump.proxy_url("oscar", "do-not-leak"), origin.url("/leaky"))) == 200
+    assert "proxy-authorization" in origin.seen[-1].headers  # the fault did leak it
+    record = wait_for_record(path, lambda r: r["path"] == "/leaky")
+    assert record["findings"] == [
+        {"kind": "proxy-authorization-to-origin", "header": "Proxy-Authorization", "scheme": "basic", "user": "oscar"}
+    ]
+    assert [f["name"] for f in record["faults"]] == ["hop_by_hop"]

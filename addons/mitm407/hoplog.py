@@ -22,7 +22,7 @@ from typing import IO, Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from .addon import META_ANSWERED, META_AUTH, META_RULE
+from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE
 from .hopname import add_hop_name_option
 from .hops import (
     Attribution,
@@ -354,4 +354,5 @@ class HopLog:
                 "response_ms": _ms(response.timestamp_start if response else None, request.timestamp_end),
             },
             "findings": list(flow.metadata.get(META_FINDINGS, [])),
+            "faults": [{"name": f["name"], "reason": f["reason"]} for f in flow.metadata.get(META_FAULT, [])],
         }
