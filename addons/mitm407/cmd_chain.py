@@ -175,6 +175,9 @@ def stop_hops(hops: list[Hop]) -> None:
 def run(args: argparse.Namespace) -> int:
     mitmdump = find_mitmdump(args.mitmdump)
     auth = parse_upstream_auth(args.upstream_auth)
+    unknown = sorted(set(auth) - {spec.name for spec in args.hops})
+    if unknown:
+        raise SystemExit(f"mitm407 chain: --upstream-auth for unknown hop {unknown[0]!r}")
     extra = [a for a in args.extra if a != "--"]
     workdir = Path(tempfile.mkdtemp(prefix="mitm407-chain-"))
     logdir = Path(args.hoplog_dir) if args.hoplog_dir else workdir
