@@ -8,6 +8,7 @@ SIGTERM), SIGKILL after a grace period.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 from mitm407 import lab
 from mitm407.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
@@ -32,6 +34,20 @@ HOPLOG = str(REPO / "addons" / "hoplog.py")
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# Every password a test uses, and its Basic tokens: tests/test_zz_secrets.py
+# greps every log the suite wrote for them and expects zero hits.
+SECRETS: set[str] = set()
+
+
+def register_secret(user: str, password: str) -> str:
+    """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
+    SECRETS.update({password, quote(password, safe="")})
+    for encoding in ("utf-8", "iso-8859-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
+    return password
 
 
 # -- origin ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .authorizer import Action, Authorizer, Verdict
 from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
+from .hopname import add_hop_name_option
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
@@ -126,13 +127,7 @@ class Addon:
             1,
             "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
         )
-        if "hop_name" not in loader.master.options:
-            loader.add_option(
-                "hop_name",
-                str,
-                "mitm407",
-                "Name of this proxy hop in 407 bodies, Via, Proxy-Status and the hop log.",
-            )
+        add_hop_name_option(loader)
 
     def configure(self, updated: set[str]) -> None:
         try:
