@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import spnego
 
-from procs import curl, read_response
+from procs import curl, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
 
-ALICE_PW = "s3cret:with:colons"
+ALICE_PW = register_secret("alice", "s3cret:with:colons")  # tests/test_zz_secrets.py greps every log for them
+register_secret("bob", "hunter2")
 GSS_NTLMSSP = Path("/usr/lib/x86_64-linux-gnu/gssntlmssp/gssntlmssp.so")
 
 SCENARIO = """\
