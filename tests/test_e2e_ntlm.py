@@ -119,6 +119,27 @@ def test_curl_anyauth_picks_ntlm_over_basic(mitmdump_factory, scenarios, origin)
     assert log.count(CONTINUE) == 1
 
 
+def test_hop_log_shows_the_connection_binding(mitmdump_factory, logdir, origin):
+    """One handshake, then a request that passed because its connection was authenticated."""
+    from hoplogcheck import read_hop_log, wait_for_record
+
+    hoplog = logdir / "hops-ntlm.jsonl"
+    dump = mitmdump_factory(options={"scenario": "ntlm", "hoplog": str(hoplog)})
+    urls = [origin.url("/hop-one"), origin.url("/hop-two")]
+    assert status_of(curl("-x", dump.url, "--proxy-ntlm", "-U", "bob:hunter2", *urls)) == 200
+    wait_for_record(hoplog, lambda r: r["path"] == "/hop-two")
+    records = [(r["path"], r["status"], r["auth"]["result"], r["auth"]["reason"]) for r in read_hop_log(hoplog)]
+    assert records == [
+        ("/hop-one", 407, "continue", "NTLM type 2 challenge sent; the type 3 must follow on this connection"),
+        ("/hop-one", 200, "ok", "NTLMv2 handshake completed for 'bob'; connection authenticated"),
+        ("/hop-two", 200, "ok", "authenticated by its connection"),
+    ]
+    lines = read_hop_log(hoplog)
+    assert len({r["client"]["connection_id"] for r in lines}) == 1
+    assert [r["answered_by"]["kind"] for r in lines] == ["this-proxy", "origin", "origin"]
+    assert {r["auth"]["scheme"] for r in lines} == {"ntlm"} and lines[2]["auth"]["user"] == "bob"
+
+
 def curl_env_without_gss_credentials() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("NTLM_USER_FILE", "KRB5CCNAME")}
 
