@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digestclient import H, answer
 from mitm407.authorizer import Authorizer
 from mitm407.credentials import Secret, User
 from mitm407.facts import RequestFacts
@@ -41,7 +42,6 @@ RFC_OPAQUE = "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"
 RFC_MD5 = "8ca523f5e9506fed4657c9700eebdbec"
 RFC_SHA256 = "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
 RFC_FACTS = RequestFacts("GET", "/dir/index.html", "www.example.org", 80, "/dir/index.html", "127.0.0.1", "c1")
-HASHLIB = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
 
 
 class Clock:
@@ -50,52 +50,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def H(algorithm: str, text: str) -> str:
-    return hashlib.new(HASHLIB[algorithm.removesuffix("-sess")], text.encode()).hexdigest()
-
-
-def answer(
-    *,
-    user: str,
-    password: str,
-    realm: str,
-    nonce: str,
-    uri: str,
-    method: str = "GET",
-    algorithm: str = "MD5",
-    qop: str | None = "auth",
-    nc: str = "00000001",
-    cnonce: str = "0a4f113b",
-    body: bytes = b"",
-    opaque: str | None = None,
-    userhash: bool = False,
-    extra: str = "",
-) -> str:
-    """A client's Digest credentials (the part after "Digest "), written from RFC 7616 §3.4 by hand."""
-    ha1 = H(algorithm, f"{user}:{realm}:{password}")
-    if algorithm.endswith("-sess"):
-        ha1 = H(algorithm, f"{ha1}:{nonce}:{cnonce}")
-    if qop == "auth-int":
-        body_hash = hashlib.new(HASHLIB[algorithm.removesuffix("-sess")], body).hexdigest()
-        ha2 = H(algorithm, f"{method}:{uri}:{body_hash}")
-    else:
-        ha2 = H(algorithm, f"{method}:{uri}")
-    if qop is None:
-        response = H(algorithm, f"{ha1}:{nonce}:{ha2}")
-    else:
-        response = H(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
-    name = H(algorithm, f"{user}:{realm}") if userhash else user
-    parts = [f'username="{name}"', f'realm="{realm}"', f'uri="{uri}"', f"algorithm={algorithm}"]
-    parts += [f'nonce="{nonce}"', f'response="{response}"']
-    if qop is not None:
-        parts += [f"nc={nc}", f'cnonce="{cnonce}"', f"qop={qop}"]
-    if opaque is not None:
-        parts.append(f'opaque="{opaque}"')
-    if userhash:
-        parts.append("userhash=true")
-    return ", ".join(parts) + extra
 
 
 def make_scheme(
