@@ -145,7 +145,8 @@ def test_rfc2069_only_challenge_has_no_qop():
 
 # -- verification ------------------------------------------------------------------
 
-FACTS = RequestFacts("GET", "http://example.com/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1")
+FACTS = RequestFacts("GET", "/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1")  # as mitmproxy gives it
+ABSOLUTE = "http://example.com/x?y=1"
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
@@ -157,7 +158,7 @@ def test_every_algorithm_verifies(algorithm):
     assert scheme.verify(creds, FACTS).result is Result.OK
 
 
-@pytest.mark.parametrize("uri", ["http://example.com/x?y=1", "/x?y=1", "HTTP://EXAMPLE.com:80/x?y=1"])
+@pytest.mark.parametrize("uri", [ABSOLUTE, "/x?y=1", "HTTP://EXAMPLE.com:80/x?y=1"])
 def test_uri_forms_accepted(uri):
     scheme = make_scheme()
     creds = answer(user="alice", password="pw", realm="R", nonce=scheme.nonces.issue(), uri=uri, algorithm="SHA-256")
@@ -176,12 +177,14 @@ def test_precise_reasons():
     assert reason(password="nope") == (
         Result.BAD_CREDENTIALS,
         "wrong response for user 'alice' (wrong password, or the client hashed other values; "
-        "algorithm MD5, qop auth, uri 'http://example.com/x?y=1')",
+        "algorithm MD5, qop auth, uri '/x?y=1')",
     )
     assert reason(realm="Other") == (Result.BAD_CREDENTIALS, "realm 'Other' is not this proxy's realm")
+    assert reason(uri="https://example.com/x?y=1")[0] is Result.BAD_CREDENTIALS  # other port
+    assert reason(uri="http://other.example/x?y=1")[0] is Result.BAD_CREDENTIALS
     assert reason(uri="http://example.com/elsewhere") == (
         Result.BAD_CREDENTIALS,
-        "uri 'http://example.com/elsewhere' does not match the request target 'http://example.com/x?y=1'",
+        "uri 'http://example.com/elsewhere' does not match the request target '/x?y=1'",
     )
     assert reason(nonce=nonce[:-1] + ("A" if nonce[-1] != "A" else "B")) == (
         Result.BAD_CREDENTIALS,
@@ -215,7 +218,7 @@ def test_rfc2069_response_when_enabled():
 def test_auth_int_hashes_the_body():
     scheme = make_scheme(DigestOptions(qop=("auth-int",)))
     nonce = scheme.nonces.issue()
-    facts = RequestFacts("POST", FACTS.target, "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"payload")
+    facts = RequestFacts("POST", "/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"payload")
     creds = answer(
         user="alice",
         password="pw",
@@ -230,7 +233,7 @@ def test_auth_int_hashes_the_body():
     result = scheme.verify(creds, facts)
     assert result.result is Result.OK
     assert "rspauth" not in parse_auth_params(result.headers[0][1])  # needs the origin's body
-    tampered = RequestFacts("POST", FACTS.target, "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"PAYLOAD")
+    tampered = RequestFacts("POST", "/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"PAYLOAD")
     creds2 = answer(
         user="alice",
         password="pw",

@@ -63,6 +63,7 @@ ALGORITHMS: dict[str, Algorithm] = {
 _BY_LOWER = {name.lower(): algorithm for name, algorithm in ALGORITHMS.items()}
 QOPS = ("auth", "auth-int")
 NC_PATTERN = re.compile(r"[0-9a-fA-F]{8}")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- the RFC 7616 §3.4.1 computations, pure ----------------------------------------
@@ -260,30 +261,26 @@ def parse_options(reader: Reader, section: Mapping | None) -> DigestOptions:
 def request_target_matches(uri: str, facts: RequestFacts) -> bool:
     """RFC 7616 §3.4.6: ``uri`` must name the request-target.
 
-    Accepted: the target exactly as mitmproxy reports it, the origin-form path
-    (some clients send it even to a proxy), or an absolute URI equal to the
-    target once scheme/host are case-folded and default ports dropped.
+    Clients differ: curl sends the origin-form path even to a proxy, urllib
+    the absolute URI it put on the request line. mitmproxy hands the addon
+    the path either way, so an absolute ``uri`` is compared by parts (scheme
+    and host case-folded, default port filled in) with the request's host,
+    port and path.
     """
     if uri == facts.target or (facts.path and uri == facts.path):
         return True
     if facts.is_connect:
         return uri.lower() == facts.target.lower()
-    mine, theirs = urllib.parse.urlsplit(facts.target), urllib.parse.urlsplit(uri)
-    if not theirs.scheme or not theirs.netloc:
+    theirs = urllib.parse.urlsplit(uri)
+    scheme = theirs.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not theirs.netloc:
         return False
     try:
-        defaults = {"http": 80, "https": 443}
-        their_port = theirs.port or defaults.get(theirs.scheme.lower())
-        my_port = mine.port or defaults.get(mine.scheme.lower())
+        port = theirs.port or DEFAULT_PORTS[scheme]
     except ValueError:
         return False
-    return (
-        theirs.scheme.lower() == mine.scheme.lower()
-        and (theirs.hostname or "") == (mine.hostname or "")
-        and their_port == my_port
-        and (theirs.path or "/") == (mine.path or "/")
-        and theirs.query == mine.query
-    )
+    path = (theirs.path or "/") + (f"?{theirs.query}" if theirs.query else "")
+    return (theirs.hostname or "") == facts.host and port == facts.port and path == facts.path
 
 
 class DigestScheme:
