@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mitm407.schemes.authparams import (
     AuthParamError,
@@ -98,3 +102,16 @@ def test_builders_round_trip():
         quote_string("line\nbreak")
     with pytest.raises(AuthParamError):
         format_param("algorithm", "not a token", quoted=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(list('ab=," \\\t\r\x7fé') + ["Digest ", "realm"]), max_size=40).map("".join))
+def test_any_input_parses_or_raises_the_domain_error(text):
+    for parse in (parse_challenges, parse_credentials, parse_auth_params):
+        with contextlib.suppress(AuthParamError):
+            parse(text)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, blacklist_characters="\x7f"), max_size=60))
+def test_quote_string_round_trips(value):
+    assert parse_auth_params(format_param("p", value)) == {"p": value}

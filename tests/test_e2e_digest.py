@@ -15,7 +15,7 @@ import pytest
 
 from digestclient import answer
 from mitm407.schemes.authparams import parse_auth_params, parse_challenges
-from procs import REPO, curl, raw_exchange
+from procs import REPO, curl, raw_exchange, run
 
 pytestmark = pytest.mark.e2e
 
@@ -251,3 +251,58 @@ def test_auth_int_checks_the_body(mixed, origin):
 def test_malformed_credentials_get_407_never_a_crash(mixed, origin, credentials, reason):
     [response] = raw_exchange(mixed.port, [authed_request(origin, credentials)])
     assert response.startswith(b"HTTP/1.1 407 ") and reason in response
+
+
+# -- every algorithm with curl (one proxy, the scenario rewritten and hot-reloaded) ------
+
+CURL_VERSION = tuple(int(x) for x in run(["curl", "--version"]).stdout.split()[1].split(".")[:2])
+
+
+@pytest.fixture(scope="module")
+def reloading(module_mitmdump, tmp_path_factory):
+    path = tmp_path_factory.mktemp("algorithms") / "s.yaml"
+    path.write_text(MIXED.format(schemes="digest", ttl=300, userhash="false"), encoding="utf-8")
+    return path, module_mitmdump(options={"scenario": str(path), "scenario_reload": "1"})
+
+
+def offer_only(reloading, algorithm: str):
+    path, proxy = reloading
+    reloads = proxy.log.count("reloaded scenario")
+    text = MIXED.format(schemes="digest", ttl=300, userhash="false").replace("[SHA-256, MD5]", f"[{algorithm}]")
+    path.write_text(text, encoding="utf-8")
+    deadline = time.monotonic() + 15
+    while proxy.log.count("reloaded scenario") == reloads:
+        assert time.monotonic() < deadline, f"scenario not reloaded:\n{proxy.log[-2000:]}"
+        time.sleep(0.1)
+    return proxy
+
+
+@pytest.mark.parametrize("algorithm", ["MD5-sess", "SHA-256-sess"])
+def test_curl_sess_algorithms(reloading, origin, algorithm):
+    proxy = offer_only(reloading, algorithm)
+    result = curl("-v", "-x", proxy.url, "--proxy-digest", "-U", f"alice:{PASSWORD}", origin.url("/sess"))
+    assert status_of(result) == 200, result.stderr
+    assert f"algorithm={algorithm}" in sent_proxy_auth(result.stderr)[0]
+
+
+@pytest.mark.skipif(CURL_VERSION >= (8, 7), reason="curl 8.7+ computes SHA-512/256 (curl/curl#13070)")
+def test_curl_788_answers_sha512_256_with_sha256(reloading, origin):
+    """A client bug this proxy makes visible: curl before curl/curl#13070 (2024)
+    accepts algorithm=SHA-512-256 but hashes with SHA-256, so the proxy refuses."""
+    proxy = offer_only(reloading, "SHA-512-256")
+    result = curl("-v", "-x", proxy.url, "--proxy-digest", "-U", f"alice:{PASSWORD}", origin.url("/sha512"))
+    assert status_of(result) == 407
+    sent = parse_auth_params(sent_proxy_auth(result.stderr)[0].split(" ", 2)[2])
+    assert sent["algorithm"] == "SHA-512-256"
+    as_sha256 = answer(
+        user="alice",
+        password=PASSWORD,
+        realm="Digest Test",
+        nonce=sent["nonce"],
+        uri=sent["uri"],
+        algorithm="SHA-256",
+        nc=sent["nc"],
+        cnonce=sent["cnonce"],
+    )
+    assert parse_auth_params(as_sha256)["response"] == sent["response"]
+    assert "wrong response for user 'alice'" in result.stdout
