@@ -122,6 +122,7 @@ def test_curl_userhash(mixed, origin):
     assert status_of(result) == 200, result.stderr
     [authorization] = sent_proxy_auth(result.stderr)
     assert "userhash=true" in authorization and 'username="alice"' not in authorization
+    assert "qop=auth," in authorization  # offered "auth, auth-int": curl takes auth
 
 
 @pytest.mark.parametrize("schemes", ["digest, basic", "basic, digest"])
