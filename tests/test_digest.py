@@ -218,35 +218,17 @@ def test_rfc2069_response_when_enabled():
 def test_auth_int_hashes_the_body():
     scheme = make_scheme(DigestOptions(qop=("auth-int",)))
     nonce = scheme.nonces.issue()
+    post = {"user": "alice", "password": "pw", "realm": "R", "nonce": nonce, "uri": "/x?y=1", "method": "POST"}
     facts = RequestFacts("POST", "/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"payload")
-    creds = answer(
-        user="alice",
-        password="pw",
-        realm="R",
-        nonce=nonce,
-        uri=FACTS.target,
-        method="POST",
-        qop="auth-int",
-        body=b"payload",
-    )
+    creds = answer(**post, qop="auth-int", body=b"payload")
     assert scheme.wants_body(creds) is True
     result = scheme.verify(creds, facts)
     assert result.result is Result.OK
     assert "rspauth" not in parse_auth_params(result.headers[0][1])  # needs the origin's body
     tampered = RequestFacts("POST", "/x?y=1", "example.com", 80, "/x?y=1", "127.0.0.1", "c1", body=b"PAYLOAD")
-    creds2 = answer(
-        user="alice",
-        password="pw",
-        realm="R",
-        nonce=nonce,
-        uri=FACTS.target,
-        method="POST",
-        qop="auth-int",
-        body=b"payload",
-        nc="00000002",
-    )
+    creds2 = answer(**post, qop="auth-int", body=b"payload", nc="00000002")
     assert scheme.verify(creds2, tampered).result is Result.BAD_CREDENTIALS
-    assert scheme.wants_body(answer(user="a", password="p", realm="R", nonce=nonce, uri="/")) is False
+    assert scheme.wants_body(answer(**post)) is False
 
 
 def test_userhash():

@@ -454,7 +454,7 @@ class DigestScheme:
             )
         if qop is not None and not self.replays.accept(nonce, int(nc_text or "0", 16)):
             return self._fail(Result.BAD_CREDENTIALS, f"nc {nc_text} was already used with this nonce (replay)", shown)
-        info = self._authentication_info(algorithm, ha1, nonce, nc_text, cnonce, qop, uri)
+        info = self._authentication_info(algorithm, ha1, params, qop)
         return AuthResult(
             Result.OK,
             f"valid Digest {algorithm.name} response for '{shown}'",
@@ -468,31 +468,24 @@ class DigestScheme:
             return name
         return self._by_userhash.get(algorithm.family, {}).get(name.lower())
 
-    def _authentication_info(
-        self,
-        algorithm: Algorithm,
-        ha1: str,
-        nonce: str,
-        nc: str | None,
-        cnonce: str | None,
-        qop: str | None,
-        uri: str,
-    ) -> str:
+    def _authentication_info(self, algorithm: Algorithm, ha1: str, params: dict[str, str], qop: str | None) -> str:
         """RFC 7616 §3.5: nextnonce, and with qop the rspauth proving we know HA1.
 
         ``rspauth`` is the response with an empty method. For auth-int it
         would hash the origin's response body, which is not known here, so it
         is left out (RFC 7615 makes every field optional).
         """
-        params = [format_param("nextnonce", self.nonces.issue())]
+        info = [format_param("nextnonce", self.nonces.issue())]
         if qop is not None:
-            params.append(format_param("qop", qop, quoted=False))
+            info.append(format_param("qop", qop, quoted=False))
             if qop == "auth":
-                rspauth = compute_response(algorithm, ha1, nonce, nc, cnonce, qop, "", uri)
-                params.append(format_param("rspauth", rspauth))
-            params.append(format_param("cnonce", cnonce or ""))
-            params.append(format_param("nc", nc or "", quoted=False))
-        return ", ".join(params)
+                rspauth = compute_response(
+                    algorithm, ha1, params["nonce"], params["nc"], params["cnonce"], qop, "", params["uri"]
+                )
+                info.append(format_param("rspauth", rspauth))
+            info.append(format_param("cnonce", params["cnonce"]))
+            info.append(format_param("nc", params["nc"], quoted=False))
+        return ", ".join(info)
 
     def connection_closed(self, connection_id: str) -> None:
         pass
