@@ -194,12 +194,21 @@ def test_urllib_reads_only_the_first_challenge(mixed, origin):
 # -- raw requests: replay, auth-int, malformed -----------------------------------------
 
 
-def challenge_nonce(proxy, origin) -> str:
+def digest_challenges(proxy, origin) -> list:
+    """The Digest challenges of the proxy's 407 to a request without credentials."""
     request = f"GET {origin.url('/c')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode()
     [response] = raw_exchange(proxy.port, [request])
     head = response.partition(b"\r\n\r\n")[0].decode()
     values = [line.split(": ", 1)[1] for line in head.split("\r\n") if line.startswith("Proxy-Authenticate: ")]
-    return next(c.params["nonce"] for c in parse_challenges(values) if c.scheme == "Digest")
+    return [c for c in parse_challenges(values) if c.scheme == "Digest"]
+
+
+def challenge_nonce(proxy, origin) -> str:
+    return digest_challenges(proxy, origin)[0].params["nonce"]
+
+
+def offered_algorithms(proxy, origin) -> list[str]:
+    return [c.params["algorithm"] for c in digest_challenges(proxy, origin)]
 
 
 def authed_request(origin, credentials: str, method: str = "GET", body: bytes = b"") -> bytes:
@@ -266,21 +275,21 @@ def reloading(module_mitmdump, tmp_path_factory):
     return path, module_mitmdump(options={"scenario": str(path), "scenario_reload": "1"})
 
 
-def offer_only(reloading, algorithm: str):
+def offer_only(reloading, origin, algorithm: str):
+    """Rewrite the scenario and wait until the proxy's 407 offers just ``algorithm``."""
     path, proxy = reloading
-    reloads = proxy.log.count("reloaded scenario")
     text = MIXED.format(schemes="digest", ttl=300, userhash="false").replace("[SHA-256, MD5]", f"[{algorithm}]")
     path.write_text(text, encoding="utf-8")
     deadline = time.monotonic() + 15
-    while proxy.log.count("reloaded scenario") == reloads:
+    while offered_algorithms(proxy, origin) != [algorithm]:
         assert time.monotonic() < deadline, f"scenario not reloaded:\n{proxy.log[-2000:]}"
-        time.sleep(0.1)
+        time.sleep(0.2)
     return proxy
 
 
 @pytest.mark.parametrize("algorithm", ["MD5-sess", "SHA-256-sess"])
 def test_curl_sess_algorithms(reloading, origin, algorithm):
-    proxy = offer_only(reloading, algorithm)
+    proxy = offer_only(reloading, origin, algorithm)
     result = curl("-v", "-x", proxy.url, "--proxy-digest", "-U", f"alice:{PASSWORD}", origin.url("/sess"))
     assert status_of(result) == 200, result.stderr
     assert f"algorithm={algorithm}" in sent_proxy_auth(result.stderr)[0]
@@ -290,7 +299,7 @@ def test_curl_sess_algorithms(reloading, origin, algorithm):
 def test_curl_788_answers_sha512_256_with_sha256(reloading, origin):
     """A client bug this proxy makes visible: curl before curl/curl#13070 (2024)
     accepts algorithm=SHA-512-256 but hashes with SHA-256, so the proxy refuses."""
-    proxy = offer_only(reloading, "SHA-512-256")
+    proxy = offer_only(reloading, origin, "SHA-512-256")
     result = curl("-v", "-x", proxy.url, "--proxy-digest", "-U", f"alice:{PASSWORD}", origin.url("/sha512"))
     assert status_of(result) == 407
     sent = parse_auth_params(sent_proxy_auth(result.stderr)[0].split(" ", 2)[2])
