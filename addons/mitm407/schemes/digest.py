@@ -389,46 +389,59 @@ class DigestScheme:
     def _fail(self, result: Result, reason: str, user: str | None = None) -> AuthResult:
         return AuthResult(result, reason, "digest", user)
 
-    def _check(self, params: dict[str, str], user: str, facts: RequestFacts) -> AuthResult:
+    def _negotiated(self, params: dict[str, str]) -> tuple[Algorithm, str | None] | AuthResult:
+        """The algorithm and qop the client chose, if we offered them (else the refusal)."""
         name = params.get("algorithm", "MD5")  # RFC 7616 §3.4: absent means MD5
         algorithm = _BY_LOWER.get(name.lower())
-        offered = ", ".join(a.name for a in self.algorithms)
         if algorithm is None or algorithm not in self.algorithms:
+            offered = ", ".join(a.name for a in self.algorithms)
             return self._fail(Result.MALFORMED, f"algorithm '{printable(name, 20)}' was not offered ({offered})")
         qop = params.get("qop")
-        nc_text, cnonce = params.get("nc"), params.get("cnonce")
         if qop is None:
             if not self.options.rfc2069:
                 return self._fail(Result.MALFORMED, "no qop (an RFC 2069 response); this scenario requires qop")
-        else:
-            qop = qop.lower()
-            if qop not in self.options.qop:
-                return self._fail(Result.MALFORMED, f"qop '{printable(qop, 20)}' was not offered")
-            if nc_text is None or not NC_PATTERN.fullmatch(nc_text) or not cnonce:
-                return self._fail(Result.MALFORMED, "qop needs 'cnonce' and 'nc' (8 hex digits)")
+            return algorithm, None
+        qop = qop.lower()
+        if qop not in self.options.qop:
+            return self._fail(Result.MALFORMED, f"qop '{printable(qop, 20)}' was not offered")
+        if not NC_PATTERN.fullmatch(params.get("nc", "")) or not params.get("cnonce"):
+            return self._fail(Result.MALFORMED, "qop needs 'cnonce' and 'nc' (8 hex digits)")
+        return algorithm, qop
+
+    def _context_mismatch(self, params: dict[str, str], facts: RequestFacts) -> AuthResult | None:
+        """realm, opaque and uri must be the ones of this proxy and this request."""
         if not hmac.compare_digest(params["realm"].encode(), self.realm.encode()):
             return self._fail(Result.BAD_CREDENTIALS, f"realm '{printable(params['realm'])}' is not this proxy's realm")
         if self.options.opaque is not None and not hmac.compare_digest(
             params.get("opaque", "").encode(), self.options.opaque.encode()
         ):
             return self._fail(Result.BAD_CREDENTIALS, "opaque was not returned unchanged")
-        nonce = params["nonce"]
+        if not request_target_matches(params["uri"], facts):
+            return self._fail(
+                Result.BAD_CREDENTIALS,
+                f"uri '{printable(params['uri'])}' does not match the request target '{printable(facts.target)}'",
+            )
+        return None
+
+    def _check(self, params: dict[str, str], user: str, facts: RequestFacts) -> AuthResult:
+        negotiated = self._negotiated(params)
+        if isinstance(negotiated, AuthResult):
+            return negotiated
+        algorithm, qop = negotiated
+        nonce, uri, nc = params["nonce"], params["uri"], params.get("nc")
         state, age = self.nonces.check(nonce)
         if state is NonceState.FORGED:
             return self._fail(Result.BAD_CREDENTIALS, "nonce was not issued by this proxy (or before a restart)")
-        uri = params["uri"]
-        if not request_target_matches(uri, facts):
-            return self._fail(
-                Result.BAD_CREDENTIALS,
-                f"uri '{printable(uri)}' does not match the request target '{printable(facts.target)}'",
-            )
-        user = self._resolve_user(user, params.get("userhash", "false").lower() == "true", algorithm)
-        if user is None:
-            return self._fail(Result.UNKNOWN_USER, "unknown user (userhash matches no user)")
-        shown = printable(user)
-        if user not in self.context.users:
-            return self._fail(Result.UNKNOWN_USER, f"unknown user '{shown}'", shown)
-        ha1 = self._ha1.get((algorithm.family, user))
+        mismatch = self._context_mismatch(params, facts)
+        if mismatch is not None:
+            return mismatch
+        resolved = self._resolve_user(user, params.get("userhash", "false").lower() == "true", algorithm)
+        if resolved is None or resolved not in self.context.users:
+            shown = None if resolved is None else printable(resolved)
+            what = "unknown user (userhash matches no user)" if resolved is None else f"unknown user '{shown}'"
+            return self._fail(Result.UNKNOWN_USER, what, shown)
+        shown = printable(resolved)
+        ha1 = self._ha1.get((algorithm.family, resolved))
         if ha1 is None:
             return self._fail(
                 Result.BAD_CREDENTIALS,
@@ -437,7 +450,8 @@ class DigestScheme:
             )
         if qop == "auth-int" and facts.body is None and not facts.is_connect:
             return self._fail(Result.MALFORMED, "qop auth-int, but the request body was not available", shown)
-        expected = compute_response(algorithm, ha1, nonce, nc_text, cnonce, qop, facts.method, uri, facts.body)
+        cnonce = params.get("cnonce")
+        expected = compute_response(algorithm, ha1, nonce, nc, cnonce, qop, facts.method, uri, facts.body)
         if not hmac.compare_digest(params["response"].lower().encode(), expected.encode()):
             return self._fail(
                 Result.BAD_CREDENTIALS,
@@ -452,15 +466,14 @@ class DigestScheme:
                 "the 407 says stale=true",
                 shown,
             )
-        if qop is not None and not self.replays.accept(nonce, int(nc_text or "0", 16)):
-            return self._fail(Result.BAD_CREDENTIALS, f"nc {nc_text} was already used with this nonce (replay)", shown)
-        info = self._authentication_info(algorithm, ha1, params, qop)
+        if qop is not None and not self.replays.accept(nonce, int(nc or "0", 16)):
+            return self._fail(Result.BAD_CREDENTIALS, f"nc {nc} was already used with this nonce (replay)", shown)
         return AuthResult(
             Result.OK,
             f"valid Digest {algorithm.name} response for '{shown}'",
             "digest",
-            user,
-            headers=(("Proxy-Authentication-Info", info),),
+            resolved,
+            headers=(("Proxy-Authentication-Info", self._authentication_info(algorithm, ha1, params, qop)),),
         )
 
     def _resolve_user(self, name: str, userhash: bool, algorithm: Algorithm) -> str | None:
