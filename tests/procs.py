@@ -8,6 +8,7 @@ SIGTERM), SIGKILL after a grace period.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
