@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -54,9 +54,8 @@ class HopSummary:
         }
 
 
-def summarize_lines(lines: Iterable[str]) -> HopSummary:
-    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
-    summary = HopSummary()
+def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
+    """Each non-blank line as a record, or None when it is not a JSON object."""
     for line in lines:
         if not line.strip():
             continue
@@ -64,14 +63,21 @@ def summarize_lines(lines: Iterable[str]) -> HopSummary:
             record = json.loads(line)
         except ValueError:
             record = None
-        if isinstance(record, dict):
-            summary.add(record)
-        else:
+        yield record if isinstance(record, dict) else None
+
+
+def summarize_lines(lines: Iterable[str]) -> HopSummary:
+    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
+    summary = HopSummary()
+    for record in parse_lines(lines):
+        if record is None:
             summary.bad_lines += 1
+        else:
+            summary.add(record)
     return summary
 
 
-def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
+def sections(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
     answered = [(f"{row['kind']} {row['hop']}".rstrip(), row["flows"]) for row in data["answered_by"]]
     return [
         ("answered by", answered),
@@ -89,7 +95,7 @@ def _headline(data: Mapping[str, Any]) -> str:
 
 def format_text(data: Mapping[str, Any]) -> str:
     lines = [f"hop log: {_headline(data)}"]
-    for title, rows in _sections(data):
+    for title, rows in sections(data):
         if rows:
             lines.append(f"  {title}:")
             lines += [f"    {label:<40} {count:>6}" for label, count in rows]
@@ -100,7 +106,7 @@ def format_text(data: Mapping[str, Any]) -> str:
 
 def format_markdown(data: Mapping[str, Any]) -> str:
     lines = [f"**hop log: {_headline(data)}**"]
-    for title, rows in _sections(data):
+    for title, rows in sections(data):
         lines += ["", f"| {title} | flows |", "|---|---:|"]
         lines += [f"| {label.replace('|', '/')} | {count} |" for label, count in rows] or ["| (none) | 0 |"]
     return "\n".join(lines) + "\n"
