@@ -132,3 +132,15 @@ def test_lines_cap_and_bad_lines():
     assert re.findall(r'id="flow-(\d+)"', page) == ["1", "2"]
     assert '<td>407</td><td class="n">3</td>' in page and '<td>200</td><td class="n">2</td>' in page
     assert render_lines([]).count("<section") == 0
+
+
+def test_foreign_or_hand_edited_records_render_without_a_traceback():
+    odd = [
+        {},
+        {"answered_by": "x", "client": 5, "via": "core", "proxy_status": [1, None], "findings": 3, "faults": "f",
+         "status": "407", "auth": [], "error": "boom", "timings": None, "port": "x"},
+        record(status=True, answered_by={"kind": "upstream-proxy", "hop": 7}, via=[{"received_by": None}]),
+    ]
+    page = render_report(odd)
+    assert '<body data-flows="3" data-shown="3">' in page
+    assert page.count('class="arrow answer"') == 1  # only the last one names an answering hop

@@ -27,7 +27,8 @@ class HopSummary:
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.flows += 1
-        answered = record.get("answered_by") or {}
+        answered = record.get("answered_by")
+        answered = answered if isinstance(answered, Mapping) else {}  # a hand-edited log: counted, not fatal
         self.answered_by[(str(answered.get("kind", "none")), str(answered.get("hop", "")))] += 1
         status = record.get("status")
         self.status[str(status) if status is not None else "none"] += 1
@@ -36,7 +37,8 @@ class HopSummary:
         error = record.get("error")
         if isinstance(error, Mapping) and error.get("type"):
             self.errors[str(error["type"])] += 1
-        for finding in record.get("findings") or ():
+        findings = record.get("findings")
+        for finding in findings if isinstance(findings, list) else ():
             if isinstance(finding, Mapping):
                 self.findings[str(finding.get("kind", "unknown"))] += 1
 

@@ -123,6 +123,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _map(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A sub-object of the record; {} when absent or not an object (a hand-edited or foreign log)."""
+    value = record.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _maps(record: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """A list of objects of the record; other items (and a non-list) are skipped."""
+    value = record.get(key)
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _int(record: Mapping[str, Any], key: str) -> int | None:
+    value = record.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def origin_name(record: Mapping[str, Any]) -> str:
     return f"{_text(record.get('host')) or '?'}:{record.get('port', '')}".rstrip(":")
 
@@ -132,12 +149,12 @@ def upstream_hops(record: Mapping[str, Any]) -> list[str]:
     hop = _text(record.get("hop"))
     names: list[str] = []
     # Via and Proxy-Status in a response list the hop nearest the origin first; we draw left to right
-    for entries, key in ((record.get("via"), "received_by"), (record.get("proxy_status"), "hop")):
-        found = [_text(e.get(key)) for e in entries or () if isinstance(e, Mapping)]
+    for entries, key in ((_maps(record, "via"), "received_by"), (_maps(record, "proxy_status"), "hop")):
+        found = [_text(e.get(key)) for e in entries]
         for name in reversed(found):
             if name and name != hop and name not in names:
                 names.append(name)
-    answered = record.get("answered_by") or {}
+    answered = _map(record, "answered_by")
     if answered.get("kind") == "upstream-proxy":
         name = _text(answered.get("hop"))
         if name and name not in names and name != hop:
@@ -150,7 +167,7 @@ def upstream_hops(record: Mapping[str, Any]) -> list[str]:
 
 def lanes_of(record: Mapping[str, Any]) -> list[Lane]:
     hop = _text(record.get("hop")) or "mitm407"
-    lanes = [Lane("client", "client", _text((record.get("client") or {}).get("address")) or "client"),
+    lanes = [Lane("client", "client", _text(_map(record, "client").get("address")) or "client"),
              Lane(hop, "this-hop", "mitm407 hop (this log)")]
     lanes += [Lane(name, "upstream", "upstream proxy") for name in upstream_hops(record)]
     lanes.append(Lane(origin_name(record), "origin", "origin"))
@@ -159,7 +176,7 @@ def lanes_of(record: Mapping[str, Any]) -> list[Lane]:
 
 def answering_index(record: Mapping[str, Any], lanes: list[Lane]) -> int | None:
     """Index of the lane that answered, None when nobody did."""
-    answered = record.get("answered_by") or {}
+    answered = _map(record, "answered_by")
     kind = answered.get("kind")
     if kind == "this-proxy":
         return 1
@@ -167,10 +184,7 @@ def answering_index(record: Mapping[str, Any], lanes: list[Lane]) -> int | None:
         return len(lanes) - 1
     if kind == "upstream-proxy":
         name = _text(answered.get("hop"))
-        for index, lane in enumerate(lanes):
-            if lane.kind == "upstream" and lane.name == name:
-                return index
-        return 2 if len(lanes) > 3 else 1
+        return next((i for i, lane in enumerate(lanes) if lane.kind == "upstream" and lane.name == name), 1)
     return None
 
 
@@ -216,7 +230,7 @@ def request_label(record: Mapping[str, Any]) -> str:
 
 def credentials_header(record: Mapping[str, Any]) -> str:
     """The header this hop read: a hop answers 401 only when it acts as the server (reverse mode)."""
-    answered = record.get("answered_by") or {}
+    answered = _map(record, "answered_by")
     return "Authorization" if record.get("status") == 401 and answered.get("kind") == "this-proxy" else (
         "Proxy-Authorization")
 
@@ -237,9 +251,8 @@ def credentials_label(record: Mapping[str, Any]) -> str:
 def diagram(record: Mapping[str, Any]) -> str:
     lanes = lanes_of(record)
     answerer = answering_index(record, lanes)
-    status = record.get("status") if isinstance(record.get("status"), int) else None
-    upstream_status = record.get("upstream_status") if isinstance(record.get("upstream_status"), int) else None
-    error = record.get("error") if isinstance(record.get("error"), Mapping) else None
+    status, upstream_status = _int(record, "status"), _int(record, "upstream_status")
+    error = _map(record, "error") or None
     reached = answerer if answerer is not None else 1
     # this hop tried the next one and failed (connection refused, timeout): drawn as a broken arrow
     failed = answerer == 1 and error is not None and bool(error.get("next_hop")) and len(lanes) > 2
@@ -266,7 +279,7 @@ def diagram(record: Mapping[str, Any]) -> str:
             y += ROW_HEIGHT
             start = 1
         cls = status_class(status)
-        auth = record.get("auth") if isinstance(record.get("auth"), Mapping) else None
+        auth = _map(record, "auth") or None
         sub = ""
         if start == 1 and status is not None and status >= 400 and auth is not None:
             sub = f"auth {auth.get('result')}: {_text(auth.get('reason'))}"
@@ -298,7 +311,7 @@ def diagram(record: Mapping[str, Any]) -> str:
 
 def _details(record: Mapping[str, Any]) -> str:
     items: list[tuple[str, str]] = []
-    answered = record.get("answered_by") or {}
+    answered = _map(record, "answered_by")
     items.append(("answered by", f"{answered.get('kind', 'none')} {_text(answered.get('hop'))}".strip()))
     auth = record.get("auth")
     if isinstance(auth, Mapping):
@@ -321,28 +334,27 @@ def _details(record: Mapping[str, Any]) -> str:
         items.append(("upstream proxy", _text(record.get("upstream_proxy"))))
     if record.get("tunnel_id"):
         items.append(("inside tunnel", f"CONNECT flow {record['tunnel_id']}"))
-    chain = [_text(v.get("received_by")) for v in record.get("via") or () if isinstance(v, Mapping)]
+    chain = [_text(v.get("received_by")) for v in _maps(record, "via")]
     if chain:
         items.append(("Via", ", ".join(chain)))
     statuses = []
-    for entry in record.get("proxy_status") or ():
-        if isinstance(entry, Mapping):
-            params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
-            statuses.append("; ".join([_text(entry.get("hop")), *(f"{k}={v}" for k, v in params.items())]))
+    for entry in _maps(record, "proxy_status"):
+        params = _map(entry, "params")
+        statuses.append("; ".join([_text(entry.get("hop")), *(f"{k}={v}" for k, v in params.items())]))
     if statuses:
         items.append(("Proxy-Status", ", ".join(statuses)))
-    timings = record.get("timings") if isinstance(record.get("timings"), Mapping) else {}
+    timings = _map(record, "timings")
     if timings.get("total_ms") is not None:
         items.append(("time", f"{timings['total_ms']} ms"))
     out = ["<dl>", *(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items), "</dl>"]
-    findings = [f for f in record.get("findings") or () if isinstance(f, Mapping)]
+    findings = _maps(record, "findings")
     if findings:
         out.append('<ul class="findings">')
         out += [f'<li class="finding" data-kind="{esc(f.get("kind"))}">⚠ credential leak: {esc(f.get("kind"))} '
                 f"({esc(f.get('header'))} {esc(f.get('scheme'))}"
                 f"{(' user ' + esc(f.get('user'))) if f.get('user') else ''})</li>" for f in findings]
         out.append("</ul>")
-    faults = [f for f in record.get("faults") or () if isinstance(f, Mapping)]
+    faults = _maps(record, "faults")
     if faults:
         out.append('<ul class="faults">')
         out += [f'<li class="fault" data-fault="{esc(f.get("name"))}">fault {esc(f.get("name"))}: '
@@ -352,14 +364,14 @@ def _details(record: Mapping[str, Any]) -> str:
 
 
 def render_flow(number: int, record: Mapping[str, Any]) -> str:
-    status = record.get("status") if isinstance(record.get("status"), int) else None
+    status = _int(record, "status")
     cls = status_class(status)
-    answered = record.get("answered_by") or {}
-    leak = bool(record.get("findings"))
+    answered = _map(record, "answered_by")
+    leak = bool(_maps(record, "findings"))
     attrs = {
         "flow-id": _text(record.get("flow_id")), "hop": _text(record.get("hop")), "status": str(status or ""),
         "class": cls, "answered-kind": _text(answered.get("kind")), "answered-hop": _text(answered.get("hop")),
-        "findings": str(len(record.get("findings") or ())), "faults": str(len(record.get("faults") or ())),
+        "findings": str(len(_maps(record, "findings"))), "faults": str(len(_maps(record, "faults"))),
     }
     data = "".join(f' data-{k}="{esc(v)}"' for k, v in attrs.items())
     return (
