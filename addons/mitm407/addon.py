@@ -25,6 +25,7 @@ from .facts import RequestFacts
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
+from .shape import build_shaped_answer
 
 logger = logging.getLogger("mitm407")
 
@@ -63,9 +64,10 @@ def _request_target(request: http.Request) -> str:
 
 def to_response(answer: Answer) -> http.Response:
     headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
-    headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
-    if answer.close:
-        headers.append((b"Connection", b"close"))
+    if not answer.complete:
+        headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
+        if answer.close:
+            headers.append((b"Connection", b"close"))
     response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
     response.reason = answer.reason_phrase
     return response
@@ -255,6 +257,16 @@ class Addon:
         hop = ctx.options.hop_name
         if verdict.action is Action.DENY:
             answer = build_denial(verdict.auth, hop)
+        elif is_proxy and self.authorizer.scenario.response is not None:  # a captured proxy's shape
+            stale = verdict.auth.result is Result.STALE
+            answer = build_shaped_answer(
+                self.authorizer.scenario.response,
+                verdict.auth,
+                facts,
+                lambda name: self.authorizer.challenges_of(name, facts, stale),
+                lambda: self.authorizer.challenges(facts, stale),
+                hop,
+            )
         else:
             result = verdict.auth.result
             # a handshake in progress (NTLM type 2) sends only its own challenge

@@ -16,6 +16,8 @@ from . import __version__
 COMMANDS = (
     "check",
     "options",
+    "run",
+    "capture",
 )
 
 
