@@ -68,6 +68,8 @@ class Capture:
         self.answered = 0
         self.started = datetime.datetime.now(datetime.UTC)
         self.upstream = ""
+        self.clients = 0
+        self.stopping = False
         # The client's CONNECT credentials, to repeat on mitmproxy's own CONNECT upstream. Memory only.
         self.tunnel_credentials: MutableMapping[connection.Client, list[str]] = weakref.WeakKeyDictionary()
 
@@ -156,10 +158,18 @@ class Capture:
         if observation.refused or observation.credentials:
             self.write()
         limit = ctx.options.capture_requests
-        if limit and self.answered >= limit:
-            logger.info("mitm407 capture: %d answers recorded, stopping", self.answered)
-            # let the answer in flight reach its client before the connections are torn down
-            asyncio.get_running_loop().call_later(0.5, ctx.master.shutdown)
+        if limit and self.answered >= limit and not self.stopping:
+            logger.info("mitm407 capture: %d answers recorded, stopping when the clients have gone", self.answered)
+            self.stopping = True
+
+    def client_connected(self, client: connection.Client) -> None:
+        self.clients += 1
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.clients -= 1
+        if self.stopping and self.clients <= 0:
+            # shutting down with a client still connected makes asyncio print a cancelled task
+            asyncio.get_running_loop().call_soon(ctx.master.shutdown)
 
     def write(self, final: bool = False) -> bool:
         path = Path(ctx.options.capture_output)

@@ -63,10 +63,10 @@ def map_challenges(values: Sequence[str], available: Sequence[str]) -> Schemes:
     for value in values:
         challenge = parse_challenge(value)
         name = challenge.scheme.lower()
-        realm = challenge.param("realm")
-        if realm is not None and realm not in out.realms:
-            out.realms.append(realm)
         if name in available and not challenge.token and _map_scheme(name, challenge, out):
+            realm = challenge.param("realm")  # the scenario's realm: verbatim challenges keep their own
+            if realm is not None and realm not in out.realms:
+                out.realms.append(realm)
             if name not in out.names:
                 out.names.append(name)
                 out.items.append(name)

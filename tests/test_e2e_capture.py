@@ -1,0 +1,354 @@
+"""End to end: capture a real proxy (Squid, and mitm407 with a distinctive 407), replay it, compare.
+
+The replay runs ``mitmdump -s addons/proxyauth.py`` with the captured scenario;
+each answer is compared with the original's header by header (names, order,
+values; Date and dates in the body masked; nonces masked), by body, by close
+behaviour, and by what curl and urllib end with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mitm407.probe import RawAnswer, connect_request, exchange
+from procs import REPO, curl, free_port, mitm407_cli, run, stop_process, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+SQUID_USER, SQUID_PW = "alice", "squid-Right-pw-7"
+WRONG_PW = "definitely-Wrong-pw-9"
+REPLAY_PW = "mitm407-replay"
+DATE_RE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT")
+NONCE_RE = re.compile(r'nonce="[^"]*"')
+
+
+# -- processes -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def squid() -> Iterator[str]:
+    """Squid 5 with Basic auth (basic_ncsa_auth, an $apr1$ password file); its URL."""
+    if shutil.which("squid") is None:
+        pytest.skip("squid is not installed (make test installs it)")
+    folder = Path(tempfile.mkdtemp(prefix="mitm407-squid-"))  # readable by the 'proxy' user
+    folder.chmod(0o777)
+    hashed = run(["openssl", "passwd", "-apr1", SQUID_PW]).stdout.strip()
+    (folder / "passwd").write_text(f"{SQUID_USER}:{hashed}\n")
+    port = free_port()
+    conf = folder / "squid.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""\
+            http_port 127.0.0.1:{port}
+            pid_filename {folder}/squid.pid
+            cache_log {folder}/cache.log
+            access_log {folder}/access.log
+            coredump_dir {folder}
+            cache deny all
+            shutdown_lifetime 1 seconds
+            auth_param basic program /usr/lib/squid/basic_ncsa_auth {folder}/passwd
+            auth_param basic realm Squid Capture Test
+            acl authed proxy_auth REQUIRED
+            http_access allow authed
+            http_access deny all
+            """
+        )
+    )
+    for path in folder.iterdir():
+        path.chmod(0o666)
+    proc = subprocess.Popen(
+        ["squid", "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_capture(upstream: str, output: Path, requests: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
+    args = [sys.executable, "-m", "mitm407", "capture", "--upstream", upstream, "-p", str(port), "-o", str(output)]
+    proc = subprocess.Popen(
+        [*args, "--requests", str(requests)],
+        stdout=open(output.with_suffix(".log"), "wb"),  # noqa: SIM115 -- closed with the process
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def finish_capture(proc: subprocess.Popen, output: Path) -> str:
+    try:
+        proc.wait(timeout=30)
+    finally:
+        stop_process(proc)
+    log = output.with_suffix(".log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    return output.read_text(encoding="utf-8")
+
+
+# -- comparing -----------------------------------------------------------------
+
+
+def ask(url: str, request: bytes) -> RawAnswer:
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    answer, _, writer = asyncio.run(_ask(host, int(port), request))
+    return answer
+
+
+async def _ask(host: str, port: int, request: bytes):
+    answer, reader, writer = await exchange(host, port, request, linger=0.5)
+    writer.close()
+    return answer, reader, writer
+
+
+def plain_get(target: str, authorization: str | None = None) -> bytes:
+    host = target.split("/")[2]
+    extra = f"Proxy-Authorization: {authorization}\r\n" if authorization else ""
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+def masked(answer: RawAnswer) -> tuple:
+    """What must be equal between original and replay: everything but dates and nonces."""
+    headers = [(k, NONCE_RE.sub('nonce="N"', DATE_RE.sub("DATE", v))) for k, v in answer.headers]
+    body = DATE_RE.sub("DATE", answer.body.decode("utf-8", "replace"))
+    return answer.status, answer.reason, headers, body, answer.closed
+
+
+def assert_same_answer(original: RawAnswer, replay: RawAnswer) -> None:
+    a, b = masked(original), masked(replay)
+    assert a[:2] == b[:2]
+    assert [k for k, _ in a[2]] == [k for k, _ in b[2]]  # names and order
+    assert a[2] == b[2]  # values (dates, nonces masked)
+    assert a[3] == b[3]  # body
+    assert a[4] == b[4]  # connection closed after the answer or not
+
+
+def curl_result(proxy: str, url: str, *args: str) -> tuple[int, str]:
+    result = curl("--proxy-anyauth", "-x", proxy, *args, url)
+    return result.returncode, result.stdout.rsplit("\n", 1)[-1]
+
+
+def urllib_result(proxy: str, url: str, realm: str, user: str, password: str) -> int:
+    handler = urllib.request.ProxyBasicAuthHandler()
+    handler.add_password(realm, proxy, user, password)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}), handler)
+    try:
+        with opener.open(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def assert_no_secret(text: str, *secrets: str) -> None:
+    import base64
+
+    for secret in secrets:
+        assert secret not in text
+        for user in (SQUID_USER, "carol", "user"):
+            assert base64.b64encode(f"{user}:{secret}".encode()).decode() not in text
+
+
+# -- Squid ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def squid_capture(squid, origin, tmp_path_factory) -> tuple[Path, str]:
+    """Capture Squid while curl sends no, wrong and right credentials, over plain HTTP and CONNECT."""
+    output = tmp_path_factory.mktemp("capture") / "squid.yaml"
+    proc, port = start_capture(squid, output, requests=7)  # --proxy-anyauth asks twice
+    proxy = f"http://127.0.0.1:{port}"
+    assert curl_result(proxy, origin.url("/c1")) == (0, "407")
+    assert curl_result(proxy, origin.url("/c2"), "--proxy-user", f"{SQUID_USER}:{WRONG_PW}") == (0, "407")
+    assert curl_result(proxy, origin.url("/c3"), "--proxy-user", f"{SQUID_USER}:{SQUID_PW}") == (0, "200")
+    assert origin.seen[-1].path == "/c3"
+    connect = curl("-k", "-x", proxy, "https://127.0.0.1:9/")
+    # the client sees Squid's real 407 on CONNECT, not mitmproxy's 502
+    assert connect.returncode == 56 and "response 407" in connect.stderr
+    curl("-k", "-x", proxy, "--proxy-user", f"{SQUID_USER}:{WRONG_PW}", "https://127.0.0.1:9/")
+    return output, finish_capture(proc, output)
+
+
+def test_squid_capture_is_a_valid_secret_free_scenario(squid_capture, squid):
+    path, text = squid_capture
+    check = mitm407_cli("check", str(path))
+    assert check.returncode == 0, check.stderr
+    assert text.startswith(f"# captured: the authentication behaviour of the proxy at {squid}\n")
+    doc = yaml.safe_load(text)
+    assert doc["realm"] == "Squid Capture Test"
+    assert doc["schemes"] == ["basic"] and doc["basic"] == {"charset": False}
+    assert doc["users"] == {"user": REPLAY_PW}  # no --keep-usernames: the name is not kept
+    assert SQUID_USER not in text
+    assert_no_secret(text, SQUID_PW, WRONG_PW)
+    response = doc["response"]
+    assert response["challenges"] == ["basic"]
+    assert [next(iter(h)) for h in response["headers"]][:3] == ["Server", "Mime-Version", "Date"]
+    assert {"Proxy-Authenticate": "{challenges}"} in response["headers"]
+    assert "{url}" in response["body"] and "{date}" in response["body"]
+    assert "bad_credentials" not in response  # Squid repeats the same 407
+
+
+def test_squid_replay_answers_like_squid(squid_capture, squid, mitmdump_factory, origin):
+    path, _ = squid_capture
+    replay = mitmdump_factory(options={"scenario": str(path)})
+    target = origin.url("/same")
+    for request in (
+        plain_get(target),
+        plain_get(target, "Basic " + "YWxpY2U6d3Jvbmc="),
+        connect_request(f"127.0.0.1:{origin.port}", []),
+        connect_request("127.0.0.1:8443", [("Proxy-Authorization", "Basic YWxpY2U6d3Jvbmc=")]),
+    ):
+        # (Squid writes https://HOST/* for CONNECT to 443 but HOST:PORT for others: the
+        # template is learned from the CONNECT seen, to port 9, so compare like with like)
+        assert_same_answer(ask(squid, request), ask(replay.url, request))
+    # clients end the same way against both
+    assert curl_result(squid, target) == curl_result(replay.url, target) == (0, "407")
+    wrong = ("--proxy-user", f"{SQUID_USER}:{WRONG_PW}")
+    assert curl_result(squid, target, *wrong) == curl_result(replay.url, target, *wrong) == (0, "407")
+    right = curl_result(squid, target, "--proxy-user", f"{SQUID_USER}:{SQUID_PW}")
+    assert right == curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+    realm = "Squid Capture Test"
+    assert urllib_result(squid, target, realm, SQUID_USER, SQUID_PW) == 200
+    assert urllib_result(replay.url, target, realm, "user", REPLAY_PW) == 200
+    assert urllib_result(squid, target, realm, SQUID_USER, WRONG_PW) == 407
+    assert urllib_result(replay.url, target, realm, "user", WRONG_PW) == 407
+
+
+def test_capture_from_saved_flows_and_har(squid, origin, mitmdump_factory, tmp_path, squid_capture):
+    """mitmproxy's own recordings (-w and hardump) give the same plain-HTTP shape as a live capture."""
+    flows, har = tmp_path / "flows.mitm", tmp_path / "traffic.har"
+    recorder = mitmdump_factory(
+        scripts=(), extra=["--mode", f"upstream:{squid}", "-w", str(flows)], options={"hardump": str(har)}
+    )
+    assert curl_result(recorder.url, origin.url("/r1")) == (0, "407")
+    assert curl_result(recorder.url, origin.url("/r2"), "--proxy-user", f"{SQUID_USER}:{WRONG_PW}") == (0, "407")
+    recorder.stop()
+    live = yaml.safe_load(squid_capture[1])["response"]
+    for source in (flows, har):
+        output = tmp_path / f"{source.suffix[1:]}.yaml"
+        result = mitm407_cli("capture", "--from", str(source), "-o", str(output))
+        assert result.returncode == 0, result.stderr
+        text = output.read_text()
+        assert_no_secret(text, WRONG_PW)
+        response = yaml.safe_load(text)["response"]
+        assert response["challenges"] == live["challenges"]
+        assert response["body"] == live["body"]
+        names = [next(iter(h)) for h in response["headers"]]
+        assert names == [next(iter(h)) for h in live["headers"]]
+
+
+# -- mitm407 with a distinctive shape ---------------------------------------------
+
+DISTINCTIVE = textwrap.dedent(
+    """\
+    version: 1
+    name: distinctive
+    realm: Corp SSO
+    users:
+      carol: "carol-Secret-42"
+    schemes: [basic]
+    basic: {charset: false}
+    response:
+      status: 407
+      reason: Authentication Needed
+      challenges:
+        - {value: 'X-Corp-Token realm="corp", nonce="{nonce}", version=2'}
+        - basic
+      headers:
+        - Server: CorpGate/2.1
+        - X-Corp-Trace: gate-7
+        - Proxy-Authenticate: "{challenges}"
+        - Content-Type: text/html; charset=utf-8
+        - Content-Length: "{content_length}"
+        - Proxy-Status: corpgate; error=http_request_denied
+      body: |
+        <html><body><h1>Login required</h1><p>{method} {url} at {date}</p></body></html>
+      close: true
+      bad_credentials:
+        status: 403
+        reason: Forbidden
+        challenges: []
+        body: |
+          <html><body><h1>Blocked</h1><p>{url}</p></body></html>
+        close: false
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def distinctive(module_mitmdump, tmp_path_factory):
+    path = tmp_path_factory.mktemp("distinctive") / "distinctive.yaml"
+    path.write_text(DISTINCTIVE)
+    return module_mitmdump(options={"scenario": str(path)})
+
+
+@pytest.fixture(scope="module")
+def distinctive_capture(distinctive, origin, tmp_path_factory) -> tuple[Path, str]:
+    output = tmp_path_factory.mktemp("capture") / "distinctive.yaml"
+    proc, port = start_capture(distinctive.url, output, requests=6)
+    proxy = f"http://127.0.0.1:{port}"
+    assert curl_result(proxy, origin.url("/d1")) == (0, "407")
+    assert curl_result(proxy, origin.url("/d2"), "--proxy-user", "carol:nope-nope") == (0, "403")
+    assert curl_result(proxy, origin.url("/d3"), "--proxy-user", "carol:carol-Secret-42") == (0, "200")
+    curl("-k", "-x", proxy, "https://127.0.0.1:9/")
+    return output, finish_capture(proc, output)
+
+
+def test_distinctive_capture_records_the_shape(distinctive_capture):
+    _, text = distinctive_capture
+    assert_no_secret(text, "carol-Secret-42", "nope-nope")
+    assert "carol" not in text
+    response = yaml.safe_load(text)["response"]
+    assert response["reason"] == "Authentication Needed"
+    assert response["challenges"] == [{"value": 'X-Corp-Token realm="corp", nonce="{nonce}", version=2'}, "basic"]
+    assert response["close"] is True
+    assert response["body"] == "<html><body><h1>Login required</h1><p>GET {url} at {date}</p></body></html>\n"
+    bad = response["bad_credentials"]
+    assert (bad["status"], bad["reason"], bad["challenges"], bad["close"]) == (403, "Forbidden", [], False)
+
+
+def test_distinctive_replay_answers_like_the_original(distinctive_capture, distinctive, mitmdump_factory, origin):
+    path, _ = distinctive_capture
+    replay = mitmdump_factory(options={"scenario": str(path)})
+    target = origin.url("/same")
+    from procs import basic
+
+    for request in (
+        plain_get(target),
+        plain_get(target, basic("carol", "wrong-pw")),
+        connect_request("example.com:443", []),
+        connect_request("example.com:443", [("Proxy-Authorization", basic("carol", "wrong-pw"))]),
+    ):
+        original, replayed = ask(distinctive.url, request), ask(replay.url, request)
+        assert_same_answer(original, replayed)
+    first, second = ask(replay.url, plain_get(target)), ask(replay.url, plain_get(target))
+    assert first.headers[2] != second.headers[2]  # the verbatim challenge's nonce is fresh each time
+    assert curl_result(distinctive.url, target) == curl_result(replay.url, target) == (0, "407")
+    wrong = ("--proxy-user", "carol:wrong-pw")
+    assert curl_result(distinctive.url, target, *wrong) == curl_result(replay.url, target, *wrong) == (0, "403")
+    assert curl_result(distinctive.url, target, "--proxy-user", "carol:carol-Secret-42") == (0, "200")
+    assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+    assert urllib_result(distinctive.url, target, "Corp SSO", "carol", "carol-Secret-42") == 200
+    assert urllib_result(replay.url, target, "Corp SSO", "user", REPLAY_PW) == 200
+    assert urllib_result(distinctive.url, target, "Corp SSO", "carol", "wrong-pw") == 403
+    assert urllib_result(replay.url, target, "Corp SSO", "user", "wrong-pw") == 403
