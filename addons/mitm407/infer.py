@@ -86,9 +86,9 @@ def _map_scheme(name: str, challenge: Challenge, out: Schemes) -> bool:
         section.setdefault("algorithms", [])
         if algorithm not in section["algorithms"]:
             section["algorithms"].append(algorithm)
-        qop = [q.strip() for q in (challenge.param("qop") or "").split(",") if q.strip()]
-        if qop:
-            section["qop"] = qop
+        for qop in (q.strip() for q in (challenge.param("qop") or "").split(",")):
+            if qop and qop not in section.setdefault("qop", []):
+                section["qop"].append(qop)
         for key in ("opaque", "domain"):
             if challenge.param(key) is not None:
                 section[key] = challenge.param(key)
@@ -280,7 +280,17 @@ def _header(source: str, captured_at: str, observations: Sequence[Observation], 
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    """Multi-line text as ``|`` blocks even with tabs or trailing spaces (block pages have both).
+
+    PyYAML falls back to a double-quoted one-liner for those; YAML allows them in
+    literal blocks. ``dump_yaml`` checks the round trip, so a wrong block is never written.
+    """
+
+    def analyze_scalar(self, scalar: str) -> Any:
+        analysis = super().analyze_scalar(scalar)
+        if "\n" in scalar and "\r" not in scalar and all(c.isprintable() or c in "\t\n" for c in scalar):
+            analysis.allow_block = True
+        return analysis
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
@@ -292,4 +302,8 @@ _Dumper.add_representer(str, _str)
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 16, default_flow_style=False)
+    options: dict[str, Any] = {"sort_keys": False, "allow_unicode": True, "width": 1 << 16, "default_flow_style": False}
+    text = yaml.dump(doc, Dumper=_Dumper, **options)
+    if yaml.safe_load(text) != doc:  # a block the reader would read differently: plain PyYAML
+        text = yaml.safe_dump(doc, **options)
+    return text

@@ -33,6 +33,7 @@ DROPPED_RESPONSE_HEADERS = frozenset(
 )
 _AUTH_PARAM_RE = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
 
+_TOKEN68_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -79,6 +80,8 @@ def parse_challenge(value: str) -> Challenge:
     rest = rest.strip()
     if not rest:
         return Challenge(scheme)
+    if _TOKEN68_RE.match(rest):
+        return Challenge(scheme, token=rest)
     params = []
     position = 0
     while position < len(rest):

@@ -1,0 +1,202 @@
+"""Capture's pure parts: parsing challenges, dropping secrets, inferring the scenario."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mitm407.capture_files import CaptureFileError, observations_from_har
+from mitm407.infer import CaptureError, body_template, generated_value, infer_scenario, map_challenges
+from mitm407.observe import REDACTED, Challenge, make_observation, parse_challenge, scrub
+from mitm407.scenario import parse_scenario
+
+# RFC 7616 §3.9.1
+RFC_DIGEST = (
+    'Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, '
+    'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"'
+)
+PASSWORD = "Pa55:word%40!"
+TOKEN = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+BASIC_407 = [("Proxy-Authenticate", 'Basic realm="CORP"'), ("Content-Type", "text/plain"), ("Content-Length", "9")]
+
+
+def observe(status=407, credentials=None, method="GET", headers=BASIC_407, body=b"go away\n", keep=False, **kw):
+    request = [("Proxy-Authorization", credentials)] if credentials else []
+    return make_observation(
+        method=method,
+        url=kw.get("url", "http://example.com/x?secret=1"),
+        host=kw.get("host", "example.com"),
+        port=kw.get("port", 80),
+        request_headers=request + kw.get("request_headers", []),
+        status=status,
+        reason=kw.get("reason", "Proxy Authentication Required"),
+        response_headers=headers,
+        body=body,
+        closed=kw.get("closed", False),
+        keep_usernames=keep,
+    )
+
+
+def infer(observations, **kw):
+    return infer_scenario(observations, source="http://proxy:3128", captured_at="2026-01-02 03:04 UTC", **kw)
+
+
+def test_parse_challenge_rfc7616_example():
+    c = parse_challenge(RFC_DIGEST)
+    assert c.scheme == "Digest"
+    assert [k for k, _ in c.params] == ["realm", "qop", "algorithm", "nonce", "opaque"]
+    assert c.param("qop") == "auth, auth-int" and c.param("algorithm") == "SHA-256"
+    assert parse_challenge('Basic realm="a \\"q\\" b"') == Challenge("Basic", (("realm", 'a "q" b'),))
+    assert parse_challenge("NTLM TlRMTVNTUAACAAAA==") == Challenge("NTLM", token="TlRMTVNTUAACAAAA==")
+    assert parse_challenge("Negotiate") == Challenge("Negotiate")
+
+
+def test_generated_values_never_keep_a_nonce():
+    assert generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST)) == RFC_DIGEST.replace(
+        "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "{nonce}"
+    )
+    ntlm = "NTLM TlRMTVNTUAACAAAA=="
+    assert generated_value(ntlm, parse_challenge(ntlm)) == "NTLM {nonce}"
+
+
+def test_digest_maps_to_the_digest_section_when_available():
+    md5 = 'Digest realm="http-auth@example.org", qop="auth", algorithm=MD5, nonce="abc"'
+    found = map_challenges([RFC_DIGEST, md5, 'Basic realm="http-auth@example.org"'], ("basic", "digest"))
+    assert found.items == ["digest", "basic"]
+    assert found.sections["digest"] == {
+        "algorithms": ["SHA-256", "MD5"],
+        "qop": ["auth", "auth-int"],
+        "opaque": "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
+    }
+    verbatim = map_challenges([RFC_DIGEST], ("basic",))
+    assert verbatim.items == [{"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))}]
+    assert verbatim.realms == []  # a verbatim challenge keeps its realm; the scenario's is from Basic
+
+
+def test_observation_drops_every_secret():
+    echo = f"you sent {TOKEN} = alice:{PASSWORD} or {PASSWORD.replace(':', '%3A').replace('%', '%25')}".encode()
+    o = observe(
+        credentials=f"Basic {TOKEN}",
+        body=echo,
+        headers=[*BASIC_407, ("Set-Cookie", "sid=s3ss10n"), ("X-Echo", f"Basic {TOKEN}")],
+        request_headers=[("Cookie", "sid=c00kie-value")],
+    )
+    text = repr(o)
+    for secret in (TOKEN, PASSWORD, "alice", "s3ss10n", "Set-Cookie", "secret=1"):
+        assert secret not in text
+    assert o.credentials == "basic" and o.user is None
+    assert ("X-Echo", REDACTED) in o.headers
+    assert o.url == "http://example.com/x"  # queries may hold tokens
+    assert observe(credentials=f"Basic {TOKEN}", keep=True).user == "alice"
+    assert scrub("a=c00kie-value", ["c00kie-value"]) == f"a={REDACTED}"
+
+
+def test_infer_basic_squid_like():
+    headers = [
+        ("Server", "squid/5.7"),
+        ("Date", "Mon, 23 Nov 2026 12:26:20 GMT"),
+        ("Content-Length", "3063"),
+        ("Proxy-Authenticate", 'Basic realm="CORP"'),
+        ("Proxy-Authenticate", "Negotiate"),
+        ("Connection", "keep-alive"),
+    ]
+    body = b"<p>http://example.com/x at Mon, 23 Nov 2026 12:26:20 GMT via example.com:80</p>"
+    plain = observe(headers=headers, body=body)
+    connect = observe(method="CONNECT", url="example.com:443", port=443, headers=headers, body=b"tunnel", closed=True)
+    wrong = observe(credentials=f"Basic {TOKEN}", status=403, reason="Forbidden", headers=[("Server", "squid/5.7")])
+    ok = observe(status=200, credentials=f"Basic {TOKEN}", headers=[], keep=True)
+    text = infer([plain, connect, wrong, observe(credentials=f"Basic {TOKEN}", status=403, headers=[]), ok])
+    assert PASSWORD not in text and TOKEN not in text
+    assert text.startswith("# captured: the authentication behaviour of the proxy at http://proxy:3128\n")
+    doc = yaml.safe_load(text)
+    assert doc["users"] == {"alice": "mitm407-replay"}  # kept by the one keep_usernames observation
+    assert doc["realm"] == "CORP" and doc["schemes"] == ["basic"] and doc["basic"] == {"charset": False}
+    response = doc["response"]
+    assert response["challenges"] == ["basic", {"value": "Negotiate"}]
+    assert response["headers"] == [
+        {"Server": "squid/5.7"},
+        {"Date": "{date}"},
+        {"Content-Length": "{content_length}"},
+        {"Proxy-Authenticate": "{challenges}"},
+        {"Connection": "keep-alive"},
+    ]
+    assert response["body"] == "<p>{url} at {date} via {authority}</p>"
+    assert response["connect"] == {"body": "tunnel", "close": True}
+    assert response["bad_credentials"] == {
+        "status": 403,
+        "reason": "Forbidden",
+        "challenges": [],
+        "headers": [{"Server": "squid/5.7"}],
+        "body": "go away\n",
+    }
+    parse_scenario(text, "g.yaml", Path("."), env={})
+
+
+def test_lockout_and_bypass_are_noted():
+    wrong = f"Basic {TOKEN}"
+    observations = [
+        observe(),
+        observe(credentials=wrong),
+        observe(credentials=wrong),
+        observe(credentials=wrong, status=403, headers=[]),
+        observe(status=200, host="intranet.corp", url="http://intranet.corp/", headers=[]),
+        observe(method="CONNECT", status=200, url="a:443", host="a", port=443, headers=[]),
+    ]
+    text = infer(observations)
+    assert "# Note: after 2 refused attempts with credentials the answer changed from 407 to 403" in text
+    rules = yaml.safe_load(text)["rules"]
+    assert rules == [
+        {"name": "connect-without-auth", "match": {"connect": True}, "auth": "none"},
+        {"name": "passed-without-auth", "match": {"host": ["intranet.corp"], "connect": False}, "auth": "none"},
+    ]
+
+
+def test_unavailable_scheme_options_fall_back_to_verbatim():
+    """A scheme this mitm407 does not have (here: digest) cannot fail ``check``: it is replayed verbatim."""
+    headers = [("Proxy-Authenticate", RFC_DIGEST), ("Proxy-Authenticate", 'Basic realm="http-auth@example.org"')]
+    text = infer([observe(headers=headers)], available=("basic", "digest"))
+    assert "could not express the captured challenges" in text
+    response = yaml.safe_load(text)["response"]
+    assert response["challenges"][0] == {"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))}
+    assert "7ypf/xlj9XXwfDPEoM4URrv" not in text
+
+
+def test_nothing_refused_is_an_error():
+    with pytest.raises(CaptureError, match="no refusal"):
+        infer([observe(status=200, headers=[])])
+
+
+def test_body_template_placeholders():
+    o = observe(body=b"GET http://example.com/x from example.com:80 (example.com) Tue, 14 Nov 2023 22:13:20 GMT")
+    assert body_template(o) == "GET {url} from {authority} ({host}) {date}"
+
+
+def test_har_entries():
+    har = {
+        "log": {
+            "entries": [
+                {
+                    "request": {
+                        "method": "GET",
+                        "url": "http://example.com/h",
+                        "headers": [{"name": "Proxy-Authorization", "value": f"Basic {TOKEN}"}],
+                    },
+                    "response": {
+                        "status": 407,
+                        "statusText": "Proxy Authentication Required",
+                        "headers": [{"name": "Proxy-Authenticate", "value": 'Basic realm="H"'}],
+                        "content": {"text": base64.b64encode(b"no").decode(), "encoding": "base64"},
+                    },
+                },
+                {"request": {"method": "GET", "url": "https://example.com/in-tunnel"}, "response": {"status": 407}},
+                {"request": {"method": "GET", "url": "http://example.com/x"}, "response": {"status": 0}},
+            ]
+        }
+    }
+    (o,) = observations_from_har(har, keep_usernames=False)
+    assert (o.status, o.body, o.credentials, o.challenges()) == (407, "no", "basic", ['Basic realm="H"'])
+    with pytest.raises(CaptureFileError):
+        observations_from_har({"nope": 1}, keep_usernames=False)
