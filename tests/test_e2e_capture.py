@@ -27,7 +27,7 @@ import yaml
 
 from mitm407.probe import RawAnswer, connect_request, exchange
 from mitm407.schemes import SCHEME_NAMES
-from procs import REPO, curl, free_port, mitm407_cli, run, stop_process, wait_for_port
+from procs import REPO, basic, curl, free_port, mitm407_cli, run, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -162,6 +162,11 @@ def assert_same_answer(original: RawAnswer, replay: RawAnswer) -> None:
     assert a[4] == b[4]  # connection closed after the answer or not
 
 
+def assert_replay_answers_alike(original: str, replay: str, requests: tuple[bytes, ...]) -> None:
+    for request in requests:
+        assert_same_answer(ask(original, request), ask(replay, request))
+
+
 def curl_result(proxy: str, url: str, *args: str, auth: str = "--proxy-anyauth") -> tuple[int, str]:
     result = curl(auth, "-x", proxy, *args, url)
     return result.returncode, result.stdout.rsplit("\n", 1)[-1]
@@ -227,18 +232,18 @@ def test_squid_capture_is_a_valid_secret_free_scenario(squid_capture, squid):
 
 
 def test_squid_replay_answers_like_squid(squid_capture, squid, mitmdump_factory, origin):
-    path, _ = squid_capture
-    replay = mitmdump_factory(options={"scenario": str(path)})
+    replay = mitmdump_factory(options={"scenario": str(squid_capture[0])})
     target = origin.url("/same")
-    for request in (
+    wrong_basic = basic(SQUID_USER, WRONG_PW)
+    # (Squid writes https://HOST/* for CONNECT to 443 but HOST:PORT for others: the
+    # template is learned from the CONNECT seen, to port 9, so compare like with like)
+    requests = (
         plain_get(target),
-        plain_get(target, "Basic " + "YWxpY2U6d3Jvbmc="),
+        plain_get(target, wrong_basic),
         connect_request(f"127.0.0.1:{origin.port}", []),
-        connect_request("127.0.0.1:8443", [("Proxy-Authorization", "Basic YWxpY2U6d3Jvbmc=")]),
-    ):
-        # (Squid writes https://HOST/* for CONNECT to 443 but HOST:PORT for others: the
-        # template is learned from the CONNECT seen, to port 9, so compare like with like)
-        assert_same_answer(ask(squid, request), ask(replay.url, request))
+        connect_request("127.0.0.1:8443", [("Proxy-Authorization", wrong_basic)]),
+    )
+    assert_replay_answers_alike(squid, replay.url, requests)
     # clients end the same way against both
     assert curl_result(squid, target) == curl_result(replay.url, target) == (0, "407")
     wrong = ("--proxy-user", f"{SQUID_USER}:{WRONG_PW}")
@@ -346,19 +351,15 @@ def test_distinctive_capture_records_the_shape(distinctive_capture):
 
 
 def test_distinctive_replay_answers_like_the_original(distinctive_capture, distinctive, mitmdump_factory, origin):
-    path, _ = distinctive_capture
-    replay = mitmdump_factory(options={"scenario": str(path)})
+    replay = mitmdump_factory(options={"scenario": str(distinctive_capture[0])})
     target = origin.url("/same")
-    from procs import basic
-
-    for request in (
+    requests = (
         plain_get(target),
         plain_get(target, basic("carol", "wrong-pw")),
         connect_request("example.com:443", []),
         connect_request("example.com:443", [("Proxy-Authorization", basic("carol", "wrong-pw"))]),
-    ):
-        original, replayed = ask(distinctive.url, request), ask(replay.url, request)
-        assert_same_answer(original, replayed)
+    )
+    assert_replay_answers_alike(distinctive.url, replay.url, requests)
     first, second = ask(replay.url, plain_get(target)), ask(replay.url, plain_get(target))
     assert first.headers[2] != second.headers[2]  # the verbatim challenge's nonce is fresh each time
     assert curl_result(distinctive.url, target) == curl_result(replay.url, target) == (0, "407")
@@ -407,16 +408,15 @@ def test_squid_digest_capture_never_keeps_a_nonce(squid_digest_capture):
 
 
 def test_squid_digest_replay_answers_like_squid(squid_digest_capture, squid_digest, mitmdump_factory, origin):
-    path, _ = squid_digest_capture
-    replay = mitmdump_factory(options={"scenario": str(path)})
+    replay = mitmdump_factory(options={"scenario": str(squid_digest_capture[0])})
     target = origin.url("/same")
-    for request in (plain_get(target), connect_request(f"127.0.0.1:{origin.port}", [])):
-        assert_same_answer(ask(squid_digest, request), ask(replay.url, request))
-    basic = {"auth": "--proxy-basic"}
-    assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{SQUID_PW}", **basic) == (0, "200")
-    assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}", **basic) == (0, "200")
-    assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{WRONG_PW}", **basic) == (0, "407")
-    assert curl_result(replay.url, target, "--proxy-user", f"user:{WRONG_PW}", **basic) == (0, "407")
+    requests = (plain_get(target), connect_request(f"127.0.0.1:{origin.port}", []))
+    assert_replay_answers_alike(squid_digest, replay.url, requests)
+    only_basic = {"auth": "--proxy-basic"}
+    assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{SQUID_PW}", **only_basic) == (0, "200")
+    assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}", **only_basic) == (0, "200")
+    assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{WRONG_PW}", **only_basic) == (0, "407")
+    assert curl_result(replay.url, target, "--proxy-user", f"user:{WRONG_PW}", **only_basic) == (0, "407")
     realm = "Squid Capture Test"  # urllib answers the Basic challenge of the two
     assert urllib_result(squid_digest, target, realm, SQUID_USER, SQUID_PW) == 200
     assert urllib_result(replay.url, target, realm, "user", REPLAY_PW) == 200

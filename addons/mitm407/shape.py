@@ -20,6 +20,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import yaml
+
 from .challenge import Answer, build_challenge
 from .facts import RequestFacts
 from .results import AuthResult, Result
@@ -124,18 +126,17 @@ def _parse_shape(reader: Reader, m: Mapping, schemes: tuple[str, ...]) -> Shape:
 def _parse_challenges(reader: Reader, node: Node, schemes: tuple[str, ...]) -> list[ChallengeItem]:
     out: list[ChallengeItem] = []
     for item in reader.sequence(node, "'challenges'"):
-        entry = reader.mapping(item, "a challenge") if not _is_scalar(item) else None
-        if entry is not None:
+        if isinstance(item, yaml.MappingNode):  # {value: '...'}: sent as written
+            entry = reader.mapping(item, "a challenge")
+            assert entry is not None
             value = entry.text("value", required=True)
             entry.finish()
-            if value is not None:
-                if "\r" in value or "\n" in value:
-                    reader.error(item, "a challenge value must be one line")
+            if value is not None and ("\r" in value or "\n" in value):
+                reader.error(item, "a challenge value must be one line")
+            elif value is not None:
                 out.append(Verbatim(value))
             continue
-        if not _is_scalar(item):
-            continue
-        name = reader.text(item, "a challenge")
+        name = reader.text(item, "a challenge")  # a scheme name
         if name is None:
             continue
         if name.lower() not in schemes:
@@ -144,11 +145,10 @@ def _parse_challenges(reader: Reader, node: Node, schemes: tuple[str, ...]) -> l
                 f"challenge '{name}' is not a scheme listed in 'schemes' ({', '.join(schemes)})",
                 "add it to 'schemes', or write {value: '...'} to send a challenge verbatim",
             )
-            continue
-        if name.lower() in out:
+        elif name.lower() in out:
             reader.error(item, f"scheme '{name}' is listed twice in 'challenges'")
-            continue
-        out.append(name.lower())
+        else:
+            out.append(name.lower())
     return out
 
 
@@ -164,7 +164,7 @@ def _parse_headers(reader: Reader, node: Node) -> list[tuple[str, str]]:
             reader.error(item, "each header is a one-key mapping, e.g. '- Server: squid/5.7'")
             continue
         name, key_node, value_node = entries[0]
-        if not _is_scalar(value_node):
+        if not isinstance(value_node, yaml.ScalarNode):
             reader.error(value_node, f"the value of header '{name}' must be a string", QUOTE_HINT)
             continue
         value = reader.text(value_node, f"the value of header '{name}'")
@@ -186,10 +186,6 @@ def _parse_headers(reader: Reader, node: Node) -> list[tuple[str, str]]:
                 continue
         out.append((name, value))
     return out
-
-
-def _is_scalar(node: Node) -> bool:
-    return node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 # -- building ------------------------------------------------------------------
@@ -230,11 +226,11 @@ def build_shaped_answer(
     """The refusal as the shape says; unset parts come from mitm407's own 407."""
     shape = shapes.pick(facts, auth)
     if auth.result is Result.CONTINUE:  # a handshake's next leg: only its own challenge
-        values_ = [v for k, v in auth.headers if k.lower().endswith("-authenticate")]
+        challenges = [v for k, v in auth.headers if k.lower().endswith("-authenticate")]
         extra = tuple((k, v) for k, v in auth.headers if not k.lower().endswith("-authenticate"))
     else:
-        values_, extra = _challenge_values(shape, challenges_of, all_challenges, nonce), auth.headers
-    default = build_challenge(auth, values_, True, hop_name)
+        challenges, extra = _challenge_values(shape, challenges_of, all_challenges, nonce), auth.headers
+    default = build_challenge(auth, challenges, True, hop_name)
     status = shape.status or default.status
     values = {
         **request_values(facts),
@@ -248,7 +244,7 @@ def build_shaped_answer(
     if shape.headers is None:  # mitm407's own headers (to_response adds Content-Type, Connection)
         return replace(default, status=status, body=body, reason=reason, close=bool(shape.close))
     values["content_length"] = str(len(body.encode("utf-8")))
-    headers = _lay_out(shape.headers, values_, values, extra)
+    headers = _lay_out(shape.headers, challenges, values, extra)
     if shape.close:
         headers = [h for h in headers if h[0].lower() != "connection"] + [("Connection", "close")]
     return Answer(status, tuple(headers), body, reason, bool(shape.close), complete=True)
