@@ -99,12 +99,12 @@ def squid() -> Iterator[str]:
         yield url
 
 
-def start_capture(upstream: str, output: Path, requests: int) -> tuple[subprocess.Popen, int]:
+def start_capture(upstream: str, output: Path, requests: int, *mitmdump_args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
     args = [sys.executable, "-m", "mitm407", "capture", "--upstream", upstream, "-p", str(port), "-o", str(output)]
     proc = subprocess.Popen(
-        [*args, "--requests", str(requests)],
+        [*args, "--requests", str(requests), "--", *mitmdump_args],
         stdout=open(output.with_suffix(".log"), "wb"),  # noqa: SIM115 -- closed with the process
         stderr=subprocess.STDOUT,
         env=env,
@@ -196,10 +196,11 @@ def assert_no_secret(text: str, *secrets: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def squid_capture(squid, origin, tmp_path_factory) -> tuple[Path, str]:
+def squid_capture(squid, origin, tls_origin, confdir, tmp_path_factory) -> tuple[Path, str]:
     """Capture Squid while curl sends no, wrong and right credentials, over plain HTTP and CONNECT."""
     output = tmp_path_factory.mktemp("capture") / "squid.yaml"
-    proc, port = start_capture(squid, output, requests=7)  # --proxy-anyauth asks twice
+    insecure = ("--set", "ssl_insecure=true", "--set", f"confdir={confdir}")  # mitmdump arguments after --
+    proc, port = start_capture(squid, output, 8, *insecure)  # 8 answers: --proxy-anyauth asks twice
     proxy = f"http://127.0.0.1:{port}"
     assert curl_result(proxy, origin.url("/c1")) == (0, "407")
     assert curl_result(proxy, origin.url("/c2"), "--proxy-user", f"{SQUID_USER}:{WRONG_PW}") == (0, "407")
@@ -209,6 +210,18 @@ def squid_capture(squid, origin, tmp_path_factory) -> tuple[Path, str]:
     # the client sees Squid's real 407 on CONNECT, not mitmproxy's 502
     assert connect.returncode == 56 and "response 407" in connect.stderr
     curl("-k", "-x", proxy, "--proxy-user", f"{SQUID_USER}:{WRONG_PW}", "https://127.0.0.1:9/")
+    # right credentials on CONNECT: the capture repeats them on its own CONNECT upstream
+    tunnel = curl(
+        "--cacert",
+        str(confdir / "mitmproxy-ca-cert.pem"),
+        "-x",
+        proxy,
+        "--proxy-user",
+        f"{SQUID_USER}:{SQUID_PW}",
+        tls_origin.url("/t"),
+    )
+    assert tunnel.stdout.endswith("200"), tunnel.stderr
+    assert tls_origin.seen[-1].path == "/t" and "proxy-authorization" not in tls_origin.seen[-1].headers
     return output, finish_capture(proc, output)
 
 
