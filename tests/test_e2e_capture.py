@@ -449,3 +449,16 @@ def test_squid_digest_anyauth_client_ends_the_same(squid_digest_capture, squid_d
     target = origin.url("/same")
     assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{SQUID_PW}") == (0, "200")
     assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+
+
+def test_shipped_squid_basic_scenario_has_squids_shape(squid, mitmdump_factory, origin):
+    """scenarios/squid-basic.yaml (a capture, host renamed) answers with Squid's header names and order."""
+    replay = mitmdump_factory(options={"scenario": "squid-basic"})
+    target = origin.url("/shipped")
+    ours, real = ask(replay.url, plain_get(target)), ask(squid, plain_get(target))
+    assert [k for k, _ in ours.headers] == [k for k, _ in real.headers]
+    assert ("Proxy-Authenticate", 'Basic realm="CORP"') in ours.headers
+    assert f'<a href="{target}">{target}</a>' in ours.body.decode() and not ours.closed
+    tunnel = ask(replay.url, connect_request("example.com:443", []))
+    assert b'<a href="https://example.com/*">https://example.com/*</a>' in tunnel.body
+    assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
