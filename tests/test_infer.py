@@ -76,6 +76,15 @@ def test_digest_maps_to_the_digest_section_when_available():
     assert verbatim.realms == []  # a verbatim challenge keeps its realm; the scenario's is from Basic
 
 
+def test_a_basic_challenge_mitm407_would_not_send_is_kept_verbatim():
+    found = map_challenges(["Basic realm=CORP", 'basic realm="x"', 'Basic realm="CORP", charset="UTF-8"'], ("basic",))
+    assert found.items == [{"value": "Basic realm=CORP"}, {"value": 'basic realm="x"'}, "basic"]
+    assert found.names == ["basic"] and found.realms == ["CORP", "x"]  # Basic still verifies credentials
+    text = infer([observe(headers=[("Proxy-Authenticate", "Basic realm=CORP")])])
+    doc = yaml.safe_load(text)
+    assert doc["schemes"] == ["basic"] and doc["response"]["challenges"] == [{"value": "Basic realm=CORP"}]
+
+
 def test_observation_drops_every_secret():
     echo = f"you sent {TOKEN} = alice:{PASSWORD} or {PASSWORD.replace(':', '%3A').replace('%', '%25')}".encode()
     o = observe(
@@ -154,11 +163,36 @@ def test_lockout_and_bypass_are_noted():
     ]
 
 
+def test_lockout_becomes_a_fault_when_this_mitm407_has_one(monkeypatch):
+    """Issue 7's ``lockout`` fault slots in: used if registered and it accepts the settings, else a note."""
+    from mitm407 import faults
+
+    wrong = f"Basic {TOKEN}"
+    observations = [observe(), observe(credentials=wrong), observe(credentials=wrong, status=403, headers=[])]
+
+    def accepting(reader, node):
+        m = reader.mapping(node, "'lockout'")
+        after = m.integer("after", minimum=1)
+        m.finish()
+        return after
+
+    monkeypatch.setitem(faults.FAULT_PARSERS, "lockout", accepting)
+    assert yaml.safe_load(infer(observations))["faults"] == [{"lockout": {"after": 1}}]
+
+    def rejecting(reader, node):
+        reader.error(node, "lockout wants other settings")
+
+    monkeypatch.setitem(faults.FAULT_PARSERS, "lockout", rejecting)
+    text = infer(observations)
+    assert "faults" not in yaml.safe_load(text)
+    assert "# Note: this mitm407 could not express everything captured (lockout wants other settings)" in text
+
+
 def test_unavailable_scheme_options_fall_back_to_verbatim():
     """A scheme this mitm407 does not have (here: digest) cannot fail ``check``: it is replayed verbatim."""
     headers = [("Proxy-Authenticate", RFC_DIGEST), ("Proxy-Authenticate", 'Basic realm="http-auth@example.org"')]
     text = infer([observe(headers=headers)], available=("basic", "digest"))
-    assert "could not express the captured challenges" in text
+    assert "could not express everything captured (unknown value 'digest' for 'schemes' item)" in text
     response = yaml.safe_load(text)["response"]
     assert response["challenges"][0] == {"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))}
     assert "7ypf/xlj9XXwfDPEoM4URrv" not in text

@@ -23,6 +23,7 @@ generated file always passes ``mitm407 check``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,11 @@ from typing import Any
 
 import yaml
 
+from . import faults as faults_module
 from .observe import Challenge, Observation, parse_challenge
 from .problems import ScenarioError
 from .schemes import SCHEME_NAMES
+from .schemes.basic import build_basic_challenge
 from .shape import CHALLENGES_MARKER
 
 REPLAY_PASSWORD = "mitm407-replay"  # the real passwords are never recorded
@@ -63,24 +66,27 @@ def map_challenges(values: Sequence[str], available: Sequence[str]) -> Schemes:
     for value in values:
         challenge = parse_challenge(value)
         name = challenge.scheme.lower()
-        if name in available and not challenge.token and _map_scheme(name, challenge, out):
+        if name in available and not challenge.token:
+            exact = _map_scheme(name, challenge, value, out)
             realm = challenge.param("realm")  # the scenario's realm: verbatim challenges keep their own
             if realm is not None and realm not in out.realms:
                 out.realms.append(realm)
-            if name not in out.names:
+            if name not in out.names:  # the scheme verifies credentials even if its challenge is verbatim
                 out.names.append(name)
-                out.items.append(name)
-            continue
+            if exact:
+                if name not in out.items:
+                    out.items.append(name)
+                continue
         out.items.append({"value": generated_value(value, challenge)})
     return out
 
 
-def _map_scheme(name: str, challenge: Challenge, out: Schemes) -> bool:
-    """Record a challenge's parameters in its scheme's section; False if they do not fit."""
+def _map_scheme(name: str, challenge: Challenge, value: str, out: Schemes) -> bool:
+    """Record a challenge's parameters in its scheme's section; False if the scheme would not send ``value``."""
     section = out.sections.setdefault(name, {})
-    if name == "basic":
+    if name == "basic":  # e.g. an unquoted realm: replayed verbatim, byte for byte
         section["charset"] = challenge.param("charset") is not None
-        return True
+        return value.strip() == build_basic_challenge(challenge.param("realm") or "", section["charset"])
     if name == "digest":
         algorithm = challenge.param("algorithm") or "MD5"
         section.setdefault("algorithms", [])
@@ -172,21 +178,34 @@ def infer_scenario(
     captured_at: str,
     available: Sequence[str] = SCHEME_NAMES,
 ) -> str:
-    """The scenario YAML text; raises CaptureError when nothing was refused."""
+    """The scenario YAML text; raises CaptureError when nothing was refused.
+
+    Scheme sections and faults written by other parts of mitm407 may not accept
+    what was inferred; then the capture is written conservatively (challenges
+    verbatim, no faults) with a note, so the file always passes ``check``.
+    """
     try:
-        return _infer(observations, source, captured_at, available, [])
+        return _infer(observations, source, captured_at, available, [], faults_module.FAULT_PARSERS)
     except ScenarioError as e:
-        if tuple(available) == ("basic",):
+        if tuple(available) == ("basic",) and not faults_module.FAULT_PARSERS:
             raise CaptureError(f"the inferred scenario is invalid (a mitm407 bug):\n{e}") from None
         note = (
-            "this mitm407's scheme options could not express the captured challenges "
-            f"({e.problems[0].message}); they are replayed verbatim"
+            f"this mitm407 could not express everything captured ({e.problems[0].message}): "
+            "challenges are replayed verbatim and no fault is set"
         )
-        return _infer(observations, source, captured_at, ("basic",), [note])
+        try:
+            return _infer(observations, source, captured_at, ("basic",), [note], {})
+        except ScenarioError as e2:
+            raise CaptureError(f"the inferred scenario is invalid (a mitm407 bug):\n{e2}") from None
 
 
 def _infer(
-    observations: Sequence[Observation], source: str, captured_at: str, available: Sequence[str], notes: list[str]
+    observations: Sequence[Observation],
+    source: str,
+    captured_at: str,
+    available: Sequence[str],
+    notes: list[str],
+    faults: MappingABC[str, Any],
 ) -> str:
     plain, connect = _first(observations, "plain", False), _first(observations, "connect", False)
     first = plain or connect or _first(observations, "plain", True) or _first(observations, "connect", True)
@@ -196,6 +215,7 @@ def _infer(
             "send a request without credentials through the capture proxy"
         )
     base, found = shape_of(first, available)
+    lockout: list[dict[str, Any]] = []
     response: dict[str, Any] = dict(base)
     if connect is not None and first is not connect:
         connect_shape, connect_found = shape_of(connect, available)
@@ -209,7 +229,9 @@ def _infer(
         if diff := override(bad_shape, base if bad[0].kind == "plain" or "connect" not in response else connect_shape):
             response["bad_credentials"] = diff
         changed = next((i for i, o in enumerate(bad) if o.status != bad[0].status), None)
-        if changed:
+        if changed and "lockout" in faults:  # issue 7's fault; validated below like everything else
+            lockout = [{"lockout": {"after": changed}}]
+        elif changed:
             notes.append(
                 f"after {changed} refused attempts with credentials the answer changed from {bad[0].status} "
                 f"to {bad[changed].status} (a lockout?); this replay answers every wrong attempt like the first"
@@ -231,6 +253,8 @@ def _infer(
     if rules:
         doc["rules"] = rules
     doc["default"] = "required"
+    if lockout:
+        doc["faults"] = lockout
     doc["response"] = response
     text = _header(source, captured_at, observations, notes, users[0]) + dump_yaml(doc)
     from .scenario import parse_scenario  # late: scenario imports shape, keep this module light
