@@ -34,6 +34,7 @@ import yaml
 from . import faults as faults_module
 from .observe import Challenge, Observation, parse_challenge
 from .problems import ScenarioError
+from .scenario import parse_scenario
 from .schemes import SCHEME_NAMES
 from .schemes.basic import build_basic_challenge
 from .shape import CHALLENGES_MARKER
@@ -239,7 +240,9 @@ def _infer(
     if len(found.realms) > 1:
         notes.append(f"several realms were offered ({', '.join(found.realms)}); the replay uses the first")
     rules = _bypass_rules(observations)
-    users = sorted({o.user for o in observations if o.user and o.credentials and not o.refused}) or [DEFAULT_USER]
+    # names kept with --keep-usernames that passed; ':' cannot be a Basic user name (RFC 7617)
+    kept = {o.user for o in observations if o.user and ":" not in o.user and o.credentials and not o.refused}
+    users = sorted(kept) or [DEFAULT_USER]
     doc: dict[str, Any] = {
         "version": 1,
         "name": "captured",
@@ -257,8 +260,6 @@ def _infer(
         doc["faults"] = lockout
     doc["response"] = response
     text = _header(source, captured_at, observations, notes, users[0]) + dump_yaml(doc)
-    from .scenario import parse_scenario  # late: scenario imports shape, keep this module light
-
     parse_scenario(text, "<generated>", Path.cwd(), env={})
     return text
 
