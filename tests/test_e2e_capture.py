@@ -278,6 +278,7 @@ def test_capture_from_saved_flows_and_har(squid, origin, mitmdump_factory, tmp_p
     )
     assert curl_result(recorder.url, origin.url("/r1")) == (0, "407")
     assert curl_result(recorder.url, origin.url("/r2"), "--proxy-user", f"{SQUID_USER}:{WRONG_PW}") == (0, "407")
+    assert curl_result(recorder.url, origin.url("/r3"), "--proxy-user", f"{SQUID_USER}:{SQUID_PW}") == (0, "200")
     recorder.stop()
     live = yaml.safe_load(squid_capture[1])["response"]
     for source in (flows, har):
@@ -285,12 +286,18 @@ def test_capture_from_saved_flows_and_har(squid, origin, mitmdump_factory, tmp_p
         result = mitm407_cli("capture", "--from", str(source), "-o", str(output))
         assert result.returncode == 0, result.stderr
         text = output.read_text()
-        assert_no_secret(text, WRONG_PW)
+        assert_no_secret(text, WRONG_PW, SQUID_PW)
+        assert SQUID_USER not in text
         response = yaml.safe_load(text)["response"]
         assert response["challenges"] == live["challenges"]
         assert response["body"] == live["body"]
         names = [next(iter(h)) for h in response["headers"]]
         assert names == [next(iter(h)) for h in live["headers"]]
+    kept = tmp_path / "kept.yaml"
+    assert mitm407_cli("capture", "--from", str(flows), "-o", str(kept), "--keep-usernames").returncode == 0
+    text = kept.read_text()
+    assert yaml.safe_load(text)["users"] == {SQUID_USER: REPLAY_PW}  # the name that passed; never a password
+    assert_no_secret(text, WRONG_PW, SQUID_PW)
 
 
 # -- mitm407 with a distinctive shape ---------------------------------------------
