@@ -66,8 +66,8 @@ def to_response(answer: Answer) -> http.Response:
     headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
     if not answer.complete:
         headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
-        if answer.close:
-            headers.append((b"Connection", b"close"))
+    if answer.close and (b"Connection", b"close") not in headers:  # mitmproxy closes after Connection: close
+        headers = [h for h in headers if h[0].lower() != b"connection"] + [(b"Connection", b"close")]
     response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
     response.reason = answer.reason_phrase
     return response
