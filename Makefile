@@ -18,7 +18,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/mitmdump -s addons/proxyauth.py $(ARGS)
+	$(BIN)/mitmdump --listen-host 127.0.0.1 -s addons/proxyauth.py $(ARGS)
 
 test: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)

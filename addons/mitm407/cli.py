@@ -16,6 +16,7 @@ from . import __version__
 COMMANDS = (
     "check",
     "options",
+    "scenarios",
     "run",
     "capture",
 )
