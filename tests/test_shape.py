@@ -166,3 +166,17 @@ def test_located_errors(section, expected):
 def test_generated_files_need_no_environment():
     scenario = parse_scenario(SHAPE, "s.yaml", Path("."), env={})
     assert scenario.response is not None and scenario.response.plain.reason == "Login Needed"
+
+
+def test_denials_are_shaped_only_with_denied():
+    denied = AuthResult(Result.DENIED, "denied by rule 1")
+    scenario = parse_scenario(SHAPE, "s.yaml", Path("."))
+    assert build_shaped_answer(scenario.response, denied, PLAIN, list, list, "hop1", deny=True) is None
+    text = SHAPE + "  denied:\n    status: 403\n    reason: Locked\n    body: 'locked: {reason}'\n"
+    a = answer(PLAIN, denied, text)  # answer() passes deny=False: a 407 shape still
+    assert a.status == 407
+    scenario = parse_scenario(text, "s.yaml", Path("."))
+    a = build_shaped_answer(scenario.response, denied, CONNECT, list, list, "hop1", now=NOW, deny=True)
+    assert (a.status, a.reason_phrase, a.body, a.close) == (403, "Locked", "locked: denied by rule 1", True)
+    assert not [h for h in a.headers if h[0] == "Proxy-Authenticate"]  # a 403 offers no challenge by default
+    assert [k for k, _ in a.headers] == ["Server", "Date", "Content-Length", "Connection"]

@@ -313,18 +313,23 @@ class Addon:
         """Answer the flow ourselves; returns every fault that fired on it, answer faults included."""
         assert self.authorizer is not None and self.faults is not None
         hop = ctx.options.hop_name
-        if verdict.action is Action.DENY:
-            answer = build_denial(verdict.auth, hop)
-        elif is_proxy and self.authorizer.scenario.response is not None:  # a captured proxy's shape
+        deny = verdict.action is Action.DENY
+        shaped = None
+        if is_proxy and self.authorizer.scenario.response is not None:  # a captured proxy's shape
             stale = verdict.auth.result is Result.STALE
-            answer = build_shaped_answer(
+            shaped = build_shaped_answer(
                 self.authorizer.scenario.response,
                 verdict.auth,
                 facts,
                 lambda name: self.authorizer.challenges_of(name, facts, stale),
                 lambda: self.authorizer.challenges(facts, stale),
                 hop,
+                deny=deny,
             )
+        if shaped is not None:
+            answer = shaped
+        elif deny:
+            answer = build_denial(verdict.auth, hop)
         else:
             result = verdict.auth.result
             # a handshake in progress (NTLM type 2) sends only its own challenge

@@ -230,13 +230,21 @@ def _infer(
         if diff := override(bad_shape, base if bad[0].kind == "plain" or "connect" not in response else connect_shape):
             response["bad_credentials"] = diff
         changed = next((i for i, o in enumerate(bad) if o.status != bad[0].status), None)
-        if changed and "lockout" in faults:  # issue 7's fault; validated below like everything else
-            lockout = [{"lockout": {"after": changed}}]
-        elif changed:
-            notes.append(
-                f"after {changed} refused attempts with credentials the answer changed from {bad[0].status} "
-                f"to {bad[changed].status} (a lockout?); this replay answers every wrong attempt like the first"
-            )
+        if changed:
+            locked = bad[changed]
+            if diff := override(shape_of(locked, available)[0], base):
+                response["denied"] = diff  # the lockout's (or any denial's) answer
+            if "lockout" in faults and locked.status == 403:  # issue 7's fault; validated below
+                lockout = [{"lockout": {"failures": changed, "status": 403}}]
+                notes.append(
+                    f"after {changed} wrong attempts the proxy answered {locked.status}: a lockout (fault "
+                    "'lockout'); how long it lasts was not observed, the fault's default applies"
+                )
+            else:
+                notes.append(
+                    f"after {changed} refused attempts with credentials the answer changed from {bad[0].status} "
+                    f"to {locked.status} (a lockout?); this replay answers every wrong attempt like the first"
+                )
     if len(found.realms) > 1:
         notes.append(f"several realms were offered ({', '.join(found.realms)}); the replay uses the first")
     rules = _bypass_rules(observations)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import yaml
 
-from .challenge import Answer, build_challenge
+from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
 from .results import AuthResult, Result
 from .yamlnodes import Mapping, Node, Reader
@@ -34,7 +34,7 @@ _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 QUOTE_HINT = 'quote values that start with "{", e.g. Date: "{date}"'
 SHAPE_KEYS = ("status", "reason", "challenges", "headers", "body", "close")
-OVERRIDES = ("connect", "bad_credentials")
+OVERRIDES = ("connect", "bad_credentials", "denied")
 # Results answered by ``bad_credentials:``: credentials were sent and are wrong.
 BAD_CREDENTIAL_RESULTS = frozenset({Result.BAD_CREDENTIALS, Result.UNKNOWN_USER})
 
@@ -68,14 +68,20 @@ class Shape:
 
 @dataclass(frozen=True)
 class ResponseShapes:
-    """The four resolved shapes, computed once per scenario load."""
+    """The resolved shapes, computed once per scenario load."""
 
     plain: Shape
     connect: Shape
     plain_bad: Shape
     connect_bad: Shape
+    # 403s (deny rules, a lockout): only shaped when ``denied:`` is given,
+    # since the base shape describes a 407.
+    plain_denied: Shape | None = None
+    connect_denied: Shape | None = None
 
-    def pick(self, facts: RequestFacts, auth: AuthResult) -> Shape:
+    def pick(self, facts: RequestFacts, auth: AuthResult, deny: bool = False) -> Shape | None:
+        if deny:
+            return self.connect_denied if facts.is_connect else self.plain_denied
         bad = auth.result in BAD_CREDENTIAL_RESULTS
         if facts.is_connect:
             return self.connect_bad if bad else self.connect
@@ -98,8 +104,18 @@ def parse_response(reader: Reader, section: Mapping | None, schemes: tuple[str, 
             sub.finish()
     section.finish()
     connect = overrides["connect"].over(base)
-    bad = overrides["bad_credentials"]
-    return ResponseShapes(plain=base, connect=connect, plain_bad=bad.over(base), connect_bad=bad.over(connect))
+    bad, denied = overrides["bad_credentials"], overrides["denied"]
+    if denied.challenges is None:  # a 403 offers no challenge unless it says so
+        denied = replace(denied, challenges=())
+    given = section.get("denied") is not None
+    return ResponseShapes(
+        plain=base,
+        connect=connect,
+        plain_bad=bad.over(base),
+        connect_bad=bad.over(connect),
+        plain_denied=denied.over(base) if given else None,
+        connect_denied=denied.over(connect) if given else None,
+    )
 
 
 def _parse_shape(reader: Reader, m: Mapping, schemes: tuple[str, ...]) -> Shape:
@@ -222,15 +238,21 @@ def build_shaped_answer(
     hop_name: str,
     now: float | None = None,
     nonce: Callable[[], str] = new_nonce,
-) -> Answer:
-    """The refusal as the shape says; unset parts come from mitm407's own 407."""
-    shape = shapes.pick(facts, auth)
+    deny: bool = False,
+) -> Answer | None:
+    """The refusal as the shape says; unset parts come from mitm407's own 407 (or 403).
+
+    None for a denial when the scenario shapes no denial (``denied:``).
+    """
+    shape = shapes.pick(facts, auth, deny)
+    if shape is None:
+        return None
     if auth.result is Result.CONTINUE:  # a handshake's next leg: only its own challenge
         challenges = [v for k, v in auth.headers if k.lower().endswith("-authenticate")]
         extra = tuple((k, v) for k, v in auth.headers if not k.lower().endswith("-authenticate"))
     else:
         challenges, extra = _challenge_values(shape, challenges_of, all_challenges, nonce), auth.headers
-    default = build_challenge(auth, challenges, True, hop_name)
+    default = build_denial(auth, hop_name) if deny else build_challenge(auth, challenges, True, hop_name)
     status = shape.status or default.status
     values = {
         **request_values(facts),
