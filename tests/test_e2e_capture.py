@@ -469,3 +469,37 @@ def test_shipped_squid_basic_scenario_has_squids_shape(squid, mitmdump_factory, 
     tunnel = ask(replay.url, connect_request("example.com:443", []))
     assert b'<a href="https://example.com/*">https://example.com/*</a>' in tunnel.body
     assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+
+
+# -- mitm407 running a fault scenario (issue 7's account-lockout) --------------------------
+
+
+def test_capture_of_a_lockout_replays_the_lockout(mitmdump_factory, origin, tmp_path):
+    """Three wrong passwords, then 403: captured as the 'lockout' fault and a 'denied:' shape."""
+    original = mitmdump_factory(options={"scenario": "account-lockout"})
+    output = tmp_path / "lockout.yaml"
+    proc, port = start_capture(original.url, output, 5)
+    proxy = f"http://127.0.0.1:{port}"
+    assert curl_result(proxy, origin.url("/l0"), auth="--proxy-basic") == (0, "407")
+    wrong = [
+        curl_result(proxy, origin.url("/l"), "--proxy-user", "carol:nope-nope", auth="--proxy-basic") for _ in range(4)
+    ]
+    assert [status for _, status in wrong] == ["407", "407", "407", "403"]
+    text = finish_capture(proc, output)
+    assert_no_secret(text, "nope-nope", "correct-horse")
+    assert "carol" not in text
+    doc = yaml.safe_load(text)
+    assert doc["faults"] == [{"lockout": {"failures": 3, "status": 403}}]
+    assert doc["response"]["denied"]["status"] == 403 and doc["response"]["denied"]["challenges"] == []
+    # a fresh original (carol is locked in the first one) and the replay lock out alike
+    fresh = mitmdump_factory(options={"scenario": "account-lockout"})
+    replay = mitmdump_factory(options={"scenario": str(output)})
+    for proxy_url, user in ((fresh.url, "carol"), (replay.url, "user")):
+        statuses = [
+            curl_result(proxy_url, origin.url("/x"), "--proxy-user", f"{user}:bad", auth="--proxy-basic")[1]
+            for _ in range(4)
+        ]
+        assert statuses == ["407", "407", "407", "403"], proxy_url
+    locked = plain_get(origin.url("/x"), basic("carol", "correct-horse"))
+    a, b = ask(fresh.url, locked), ask(replay.url, plain_get(origin.url("/x"), basic("user", REPLAY_PW)))
+    assert (a.status, a.reason, [k for k, _ in a.headers]) == (b.status, b.reason, [k for k, _ in b.headers])
