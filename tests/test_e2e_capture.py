@@ -503,3 +503,21 @@ def test_capture_of_a_lockout_replays_the_lockout(mitmdump_factory, origin, tmp_
     locked = plain_get(origin.url("/x"), basic("carol", "correct-horse"))
     a, b = ask(fresh.url, locked), ask(replay.url, plain_get(origin.url("/x"), basic("user", REPLAY_PW)))
     assert (a.status, a.reason, [k for k, _ in a.headers]) == (b.status, b.reason, [k for k, _ in b.headers])
+
+
+def test_faults_apply_on_top_of_a_shape(mitmdump_factory, origin, tmp_path):
+    """close_on_407 on a shape whose headers say keep-alive: one Connection: close, and the socket closes."""
+    path = tmp_path / "shaped-close.yaml"
+    path.write_text(
+        "version: 1\nusers: {u: p}\nfaults: [close_on_407]\nresponse:\n"
+        "  headers:\n    - Server: gate\n    - Connection: keep-alive\n  body: 'no {url}'\n"
+    )
+    dump = mitmdump_factory(options={"scenario": str(path)})
+    answer = ask(dump.url, plain_get(origin.url("/f")))
+    assert answer.headers == (
+        ("Proxy-Authenticate", 'Basic realm="mitm407", charset="UTF-8"'),
+        ("Server", "gate"),
+        ("Connection", "close"),
+        ("content-length", str(len(f"no {origin.url('/f')}"))),
+    )
+    assert answer.closed
