@@ -12,13 +12,15 @@ import httpx
 import pytest
 import requests
 
-from procs import basic, curl, raw_exchange, run
+from procs import basic, curl, raw_exchange, register_secret, run
 
 pytestmark = pytest.mark.e2e
 
 ALICE_PW = "s3cret:with:colons"
 UTF8_USER, UTF8_PW = "jürgen", "pässwörd€"
 BOB_PW = "bob-from-env-4711"
+for _user, _password in (("alice", ALICE_PW), (UTF8_USER, UTF8_PW), ("bob", BOB_PW), ("bob", "hunter2")):
+    register_secret(_user, _password)  # tests/test_zz_secrets.py greps every log for them
 
 SCENARIO = textwrap.dedent(
     f"""\
@@ -302,3 +304,25 @@ def test_corp_basic_connect_port_rule(mitmdump_factory, tls_origin):
     # the origin is not on 443, so "no-other-connect" denies the tunnel with 403
     result = curl("-k", "-x", dump.proxy_url("bob", "hunter2"), tls_origin.url("/"))
     assert result.returncode == 56 and "403" in result.stderr
+
+
+def test_bypass_strips_credentials_before_the_origin(proxy, origin):
+    """A bypass rule still consumes Proxy-Authorization: the next hop is the origin."""
+    result = curl("-x", proxy.url, "--proxy-user", f"alice:{ALICE_PW}", origin.url("/public/with-creds"))
+    assert status_of(result) == 200
+    assert origin.seen[-1].path == "/public/with-creds"
+    assert "proxy-authorization" not in origin.seen[-1].headers
+
+
+def test_request_facts_target_is_absolute_form_for_a_forward_proxy():
+    """mitmproxy hands hooks origin-form; a forward proxy's client sent absolute-form."""
+    from mitmproxy.proxy import mode_specs
+    from mitmproxy.test import tflow
+
+    from mitm407.addon import request_facts
+
+    flow = tflow.tflow()
+    flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
+    assert request_facts(flow).target == flow.request.url
+    flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+    assert request_facts(flow).target == flow.request.path

@@ -24,6 +24,7 @@ from .authorizer import Action, Authorizer, Verdict
 from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
+from .hopname import add_hop_name_option
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
@@ -34,6 +35,7 @@ logger = logging.getLogger("mitm407")
 META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
 META_ANSWERED = "mitm407.answered"  # this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
+META_SHAPED = "mitm407.shaped"  # the answer is a scenario's exact response shape: add no header to it
 META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
 
 
@@ -48,7 +50,7 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     peer = flow.client_conn.peername
     return RequestFacts(
         method=request.method.upper(),
-        target=request.authority if is_connect else _request_target(request),
+        target=request.authority if is_connect else _request_target(flow),
         host=request.pretty_host.lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
@@ -58,11 +60,16 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     )
 
 
-def _request_target(request: http.Request) -> str:
-    """The request-target as the client wrote it (absolute-form to a proxy)."""
-    if request.first_line_format == "absolute":
-        return request.url
-    return request.path
+def _request_target(flow: http.HTTPFlow) -> str:
+    """The request-target as the client wrote it, as far as mitmproxy keeps it.
+
+    mitmproxy (11 and 12) turns an absolute-form target into origin-form
+    before our hooks run; to a forward proxy a client always sends the
+    absolute form, so rebuild it there (Digest's ``uri`` is compared with it).
+    """
+    if is_proxy_mode(flow.client_conn):
+        return flow.request.url
+    return flow.request.path
 
 
 def to_response(answer: Answer) -> http.Response:
@@ -122,13 +129,7 @@ class Addon:
             1,
             "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
         )
-        if "hop_name" not in loader.master.options:
-            loader.add_option(
-                "hop_name",
-                str,
-                "mitm407",
-                "Name of this proxy hop in 407 bodies, Via, Proxy-Status and the hop log.",
-            )
+        add_hop_name_option(loader)
 
     def configure(self, updated: set[str]) -> None:
         try:
@@ -281,11 +282,15 @@ class Addon:
             flow.kill()
             return Action.DENY
         if verdict.action is Action.FORWARD:
-            if verdict.auth.result is Result.OK:
-                if not decision.keep_credentials:  # fault 'hop_by_hop' leaks it on purpose
-                    del flow.request.headers[header]
-                if verdict.auth.via_connection:  # connection-bound scheme (NTLM)
-                    self.authenticated[flow.client_conn] = verdict.auth
+            ok = verdict.auth.result is Result.OK
+            # Credentials are consumed here. On a bypass they are removed too, since
+            # the next hop is the origin, except in upstream mode, where they may be
+            # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
+            relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
+            if header in flow.request.headers and not relay and not decision.keep_credentials:
+                del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
+            if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
+                self.authenticated[flow.client_conn] = verdict.auth
             self.on_forward(flow, decision)
             return verdict.action
         fired = self.refuse(flow, verdict, facts, is_proxy, decision)
@@ -338,6 +343,8 @@ class Addon:
         answer, fired = self.faults.rewrite(answer, decision, facts)  # faults on the answer
         flow.response = to_response(answer)
         flow.metadata[META_ANSWERED] = True
+        if answer.complete:
+            flow.metadata[META_SHAPED] = True
         auth = verdict.auth
         logger.info(
             "mitm407: %s %s %s -> %d: %s%s",

@@ -17,6 +17,10 @@ COMMANDS = (
     "check",
     "options",
     "scenarios",
+    "matrix",
+    "demo",
+    "report",
+    "chain",
     "run",
     "capture",
 )
