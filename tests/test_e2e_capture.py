@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import urllib.error
 import urllib.request
@@ -25,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import squid as squid_helper
 from mitm407.probe import RawAnswer, connect_request, exchange
 from mitm407.schemes import SCHEME_NAMES
-from procs import REPO, basic, curl, free_port, mitm407_cli, run, stop_process, wait_for_port
+from procs import REPO, basic, curl, free_port, mitm407_cli, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -42,60 +41,22 @@ NONCE_RE = re.compile(r'nonce="[^"]*"')
 
 
 @contextlib.contextmanager
-def running_squid(digest: bool = False) -> Iterator[str]:
-    """Squid 5 with Basic auth (basic_ncsa_auth, an $apr1$ file), Digest first if asked; its URL."""
-    if shutil.which("squid") is None:
+def running_squid(logdir: Path, digest: bool = False) -> Iterator[str]:
+    """Squid 5 with Basic auth (tests/squid.py), Digest offered first if asked; its URL."""
+    if not squid_helper.available():
         pytest.skip("squid is not installed (make test installs it)")
-    folder = Path(tempfile.mkdtemp(prefix="mitm407-squid-"))  # readable by the 'proxy' user
-    folder.chmod(0o777)
-    hashed = run(["openssl", "passwd", "-apr1", SQUID_PW]).stdout.strip()
-    (folder / "passwd").write_text(f"{SQUID_USER}:{hashed}\n")
-    (folder / "digest").write_text(f"{SQUID_USER}:{SQUID_PW}\n")
-    digest_lines = (
-        f"auth_param digest program /usr/lib/squid/digest_file_auth {folder}/digest\n"
-        "auth_param digest realm Squid Digest Test\n"
-    )
-    port = free_port()
-    conf = folder / "squid.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""\
-            http_port 127.0.0.1:{port}
-            pid_filename {folder}/squid.pid
-            cache_log {folder}/cache.log
-            access_log {folder}/access.log
-            coredump_dir {folder}
-            cache deny all
-            shutdown_lifetime 1 seconds
-            """
-        )
-        + (digest_lines if digest else "")
-        + textwrap.dedent(
-            f"""\
-            auth_param basic program /usr/lib/squid/basic_ncsa_auth {folder}/passwd
-            auth_param basic realm Squid Capture Test
-            acl authed proxy_auth REQUIRED
-            http_access allow authed
-            http_access deny all
-            """
-        )
-    )
-    for path in folder.iterdir():
-        path.chmod(0o666)
-    proc = subprocess.Popen(
-        ["squid", "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    proxy = squid_helper.start_squid(
+        logdir / "squid-capture", {SQUID_USER: SQUID_PW}, "Squid Capture Test", "Squid Digest Test" if digest else None
     )
     try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield proxy.url
     finally:
-        stop_process(proc)
-        shutil.rmtree(folder, ignore_errors=True)
+        proxy.stop()
 
 
 @pytest.fixture(scope="module")
-def squid() -> Iterator[str]:
-    with running_squid() as url:
+def squid(logdir: Path) -> Iterator[str]:
+    with running_squid(logdir) as url:
         yield url
 
 
@@ -397,8 +358,8 @@ def test_distinctive_replay_answers_like_the_original(distinctive_capture, disti
 
 
 @pytest.fixture(scope="module")
-def squid_digest() -> Iterator[str]:
-    with running_squid(digest=True) as url:
+def squid_digest(logdir: Path) -> Iterator[str]:
+    with running_squid(logdir, digest=True) as url:
         yield url
 
 
