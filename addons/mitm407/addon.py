@@ -37,6 +37,7 @@ META_ANSWERED = "mitm407.answered"  # this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
 META_SHAPED = "mitm407.shaped"  # the answer is a scenario's exact response shape: add no header to it
 META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
+META_NEEDS_BODY = "mitm407.needs_body"  # decision deferred to the request hook (Digest auth-int)
 
 
 def is_proxy_mode(client: connection.Client) -> bool:
@@ -44,7 +45,7 @@ def is_proxy_mode(client: connection.Client) -> bool:
     return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
 
 
-def request_facts(flow: http.HTTPFlow) -> RequestFacts:
+def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
     request = flow.request
     is_connect = request.method == "CONNECT"
     peer = flow.client_conn.peername
@@ -57,6 +58,7 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
         client_ip=str(peer[0]) if peer else "",
         connection_id=flow.client_conn.id,
         is_connect=is_connect,
+        body=body,
     )
 
 
@@ -236,13 +238,38 @@ class Addon:
                 self.record_faults(flow, (fired,))
                 flow.kill()
             return
+        header = "Proxy-Authorization" if is_proxy_mode(flow.client_conn) else "Authorization"
+        if self.authorizer is not None and self.authorizer.wants_body(flow.request.headers.get_all(header)):
+            flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
+            return
         self.authorize(flow)
         await self.pause(flow)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
+            self.authorize(flow, flow.request.raw_content)
+            await self.pause(flow)
+
+    def http_connected(self, flow: http.HTTPFlow) -> None:
+        """The CONNECT's 200 is about to be sent: it carries the scheme's info headers."""
+        self.add_auth_info(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow in self.kill_on_response:  # fault 'drop: response'
             self.kill_on_response.discard(flow)
             flow.kill()
+            return
+        self.add_auth_info(flow)
+
+    def add_auth_info(self, flow: http.HTTPFlow) -> None:
+        """Headers an accepting scheme asked for (Digest's Proxy-Authentication-Info)."""
+        auth = flow.metadata.get(META_AUTH)
+        if flow.response is None or not isinstance(auth, AuthResult) or auth.result is not Result.OK:
+            return
+        is_proxy = is_proxy_mode(flow.client_conn)
+        for name, value in auth.headers:
+            # reverse mode answers as the server: Authentication-Info (RFC 7615)
+            flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.authenticated.pop(client, None)
@@ -258,7 +285,7 @@ class Addon:
             await asyncio.sleep(delay)
 
     # -- the decision ----------------------------------------------------------
-    def authorize(self, flow: http.HTTPFlow) -> Action:
+    def authorize(self, flow: http.HTTPFlow, body: bytes | None = None) -> Action:
         """Evaluate the flow, answer it if refused, strip credentials if accepted."""
         if self.authorizer is None:  # fail closed: never forward without a scenario
             flow.response = http.Response.make(503, b"mitm407 has no valid scenario loaded; see its log\n")
@@ -266,7 +293,7 @@ class Addon:
             return Action.DENY
         is_proxy = is_proxy_mode(flow.client_conn)
         header = "Proxy-Authorization" if is_proxy else "Authorization"
-        facts = request_facts(flow)
+        facts = request_facts(flow, body)
         assert self.faults is not None and self.scenario is not None
         users = self.faults.rotated_users()  # fault 'rotate', before authentication
         if users is not None:

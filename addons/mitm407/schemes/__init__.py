@@ -12,6 +12,7 @@ from .base import SchemeSpec
 
 SCHEME_MODULES: dict[str, str] = {
     "basic": "basic",
+    "digest": "digest",
 }
 
 SCHEME_NAMES = tuple(SCHEME_MODULES)
