@@ -25,7 +25,6 @@ import yaml
 
 import squid as squid_helper
 from mitm407.probe import RawAnswer, connect_request, exchange
-from mitm407.schemes import SCHEME_NAMES
 from procs import REPO, basic, curl, free_port, mitm407_cli, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e
@@ -378,14 +377,14 @@ def test_squid_digest_capture_never_keeps_a_nonce(squid_digest_capture):
     assert_no_secret(text, SQUID_PW)
     assert SQUID_USER not in text
     assert "cnonce" not in text and "response=" not in text
-    response = yaml.safe_load(text)["response"]
-    if "digest" in SCHEME_NAMES:  # mapped to mitm407's own Digest (issue 5): nonces are its own
-        assert response["challenges"] == ["digest", "basic"]
-    else:
-        assert response["challenges"] == [
-            {"value": 'Digest realm="Squid Digest Test", nonce="{nonce}", qop="auth", stale=false'},
-            "basic",
-        ]
+    doc = yaml.safe_load(text)
+    # the Digest scheme verifies; both challenges are replayed byte for byte, the nonce the scheme's own
+    assert doc["realm"] == "Squid Digest Test" and doc["schemes"] == ["digest", "basic"]
+    assert doc["digest"] == {"charset": False, "userhash": False, "algorithms": ["MD5"], "qop": ["auth"]}
+    assert doc["response"]["challenges"] == [
+        {"value": 'Digest realm="Squid Digest Test", nonce="{nonce}", qop="auth", stale=false'},
+        {"value": 'Basic realm="Squid Capture Test"'},
+    ]
 
 
 def test_squid_digest_replay_answers_like_squid(squid_digest_capture, squid_digest, mitmdump_factory, origin):
@@ -405,12 +404,6 @@ def test_squid_digest_replay_answers_like_squid(squid_digest_capture, squid_dige
     assert urllib_result(replay.url, target, realm, "user", WRONG_PW) == 407
 
 
-@pytest.mark.xfail(
-    "digest" not in SCHEME_NAMES,
-    reason="this mitm407 has no Digest scheme yet (issue 5): the Digest challenge is replayed verbatim, so curl "
-    "--proxy-anyauth picks Digest and the replay cannot verify it",
-    strict=True,
-)
 def test_squid_digest_anyauth_client_ends_the_same(squid_digest_capture, squid_digest, mitmdump_factory, origin):
     path, _ = squid_digest_capture
     replay = mitmdump_factory(options={"scenario": str(path)})
@@ -430,6 +423,11 @@ def test_shipped_squid_basic_scenario_has_squids_shape(squid, mitmdump_factory, 
     tunnel = ask(replay.url, connect_request("example.com:443", []))
     assert b'<a href="https://example.com/*">https://example.com/*</a>' in tunnel.body
     assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+    wrong = [
+        curl_result(url, target, "--proxy-user", f"{user}:{WRONG_PW}")
+        for url, user in ((squid_digest, SQUID_USER), (replay.url, "user"))
+    ]
+    assert wrong == [(0, "407"), (0, "407")]
 
 
 # -- mitm407 running a fault scenario (issue 7's account-lockout) --------------------------

@@ -62,11 +62,18 @@ def test_generated_values_never_keep_a_nonce():
     assert generated_value(ntlm, parse_challenge(ntlm)) == "NTLM {nonce}"
 
 
-def test_digest_maps_to_the_digest_section_when_available():
-    md5 = 'Digest realm="http-auth@example.org", qop="auth", algorithm=MD5, nonce="abc"'
+def test_digest_challenges_stay_verbatim_and_the_digest_section_verifies():
+    md5 = 'Digest realm="http-auth@example.org", qop="auth", algorithm=MD5, nonce="abc", stale=false'
     found = map_challenges([RFC_DIGEST, md5, 'Basic realm="http-auth@example.org"'], ("basic", "digest"))
-    assert found.items == ["digest", "basic"]
+    assert found.items == [
+        {"value": RFC_DIGEST.replace("7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "{nonce}")},
+        {"value": md5.replace("abc", "{nonce}")},
+        "basic",
+    ]
+    assert found.names == ["digest", "basic"] and found.realms == ["http-auth@example.org"]
     assert found.sections["digest"] == {
+        "charset": False,
+        "userhash": False,
         "algorithms": ["SHA-256", "MD5"],
         "qop": ["auth", "auth-int"],
         "opaque": "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
@@ -187,12 +194,15 @@ def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
 
 
 def test_unavailable_scheme_options_fall_back_to_verbatim():
-    """A scheme this mitm407 does not have (here: digest) cannot fail ``check``: it is replayed verbatim."""
-    headers = [("Proxy-Authenticate", RFC_DIGEST), ("Proxy-Authenticate", 'Basic realm="http-auth@example.org"')]
-    text = infer([observe(headers=headers)], available=("basic", "digest"))
-    assert "could not express everything captured (unknown value 'digest' for 'schemes' item)" in text
+    """A scheme this mitm407 cannot configure cannot fail ``check``: it is replayed verbatim."""
+    headers = [("Proxy-Authenticate", "X-Corp"), ("Proxy-Authenticate", RFC_DIGEST)]
+    text = infer([observe(headers=headers)], available=("basic", "digest", "x-corp"))
+    assert "could not express everything captured (unknown value 'x-corp' for 'schemes' item)" in text
     response = yaml.safe_load(text)["response"]
-    assert response["challenges"][0] == {"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))}
+    assert response["challenges"] == [
+        {"value": "X-Corp"},
+        {"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))},
+    ]
     assert "7ypf/xlj9XXwfDPEoM4URrv" not in text
 
 

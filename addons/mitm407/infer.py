@@ -68,10 +68,10 @@ def map_challenges(values: Sequence[str], available: Sequence[str]) -> Schemes:
         challenge = parse_challenge(value)
         name = challenge.scheme.lower()
         if name in available and not challenge.token:
-            exact = _map_scheme(name, challenge, value, out)
-            realm = challenge.param("realm")  # the scenario's realm: verbatim challenges keep their own
+            realm = challenge.param("realm")  # the scenario's realm is the first scheme's
             if realm is not None and realm not in out.realms:
                 out.realms.append(realm)
+            exact = _map_scheme(name, challenge, value, out)
             if name not in out.names:  # the scheme verifies credentials even if its challenge is verbatim
                 out.names.append(name)
             if exact:
@@ -85,10 +85,14 @@ def map_challenges(values: Sequence[str], available: Sequence[str]) -> Schemes:
 def _map_scheme(name: str, challenge: Challenge, value: str, out: Schemes) -> bool:
     """Record a challenge's parameters in its scheme's section; False if the scheme would not send ``value``."""
     section = out.sections.setdefault(name, {})
-    if name == "basic":  # e.g. an unquoted realm: replayed verbatim, byte for byte
+    if name == "basic":  # e.g. an unquoted realm, or a second realm: replayed verbatim, byte for byte
         section["charset"] = challenge.param("charset") is not None
-        return value.strip() == build_basic_challenge(challenge.param("realm") or "", section["charset"])
+        return value.strip() == build_basic_challenge(out.realms[0] if out.realms else "", section["charset"])
     if name == "digest":
+        # The scheme verifies; the challenge is replayed verbatim (parameter order, stale=, ...)
+        # with the scheme's own fresh nonce in place of {nonce} (shape.py).
+        section["charset"] = challenge.param("charset") is not None
+        section["userhash"] = (challenge.param("userhash") or "").lower() == "true"
         algorithm = challenge.param("algorithm") or "MD5"
         section.setdefault("algorithms", [])
         if algorithm not in section["algorithms"]:
@@ -99,7 +103,7 @@ def _map_scheme(name: str, challenge: Challenge, value: str, out: Schemes) -> bo
         for key in ("opaque", "domain"):
             if challenge.param(key) is not None:
                 section[key] = challenge.param(key)
-        return True
+        return False
     return not challenge.params  # NTLM, Negotiate: a bare scheme token
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
+from .observe import parse_challenge
 from .results import AuthResult, Result
 from .yamlnodes import Mapping, Node, Reader
 
@@ -46,6 +47,8 @@ class Verbatim:
     value: str
 
 
+# Schemes whose verbatim challenges must carry a nonce the scheme issued, to verify the answer.
+VERIFYING_NONCES = ("digest",)
 ChallengeItem = str | Verbatim  # a scheme name from ``schemes:``, or a verbatim value
 
 
@@ -283,10 +286,22 @@ def _challenge_values(
     out: list[str] = []
     for item in shape.challenges:
         if isinstance(item, Verbatim):
-            out.append(item.value.replace("{nonce}", nonce()) if "{nonce}" in item.value else item.value)
+            out.append(item.value.replace("{nonce}", _nonce_for(item.value, challenges_of, nonce)))
         else:
             out.extend(challenges_of(item))
     return out
+
+
+def _nonce_for(value: str, challenges_of: Callable[[str], list[str]], nonce: Callable[[], str]) -> str:
+    """The nonce of a verbatim challenge: its scheme's own (so it can verify the answer), else random."""
+    if "{nonce}" not in value:
+        return ""
+    token = value.split(" ", 1)[0].lower()
+    for challenge in challenges_of(token) if token in VERIFYING_NONCES else ():
+        issued = parse_challenge(challenge).param("nonce")
+        if issued:
+            return issued
+    return nonce()
 
 
 def _lay_out(
