@@ -410,6 +410,11 @@ def test_squid_digest_anyauth_client_ends_the_same(squid_digest_capture, squid_d
     target = origin.url("/same")
     assert curl_result(squid_digest, target, "--proxy-user", f"{SQUID_USER}:{SQUID_PW}") == (0, "200")
     assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
+    wrong = [
+        curl_result(url, target, "--proxy-user", f"{user}:{WRONG_PW}")
+        for url, user in ((squid_digest, SQUID_USER), (replay.url, "user"))
+    ]
+    assert wrong == [(0, "407"), (0, "407")]
 
 
 def test_shipped_squid_basic_scenario_has_squids_shape(squid, mitmdump_factory, origin):
@@ -423,11 +428,6 @@ def test_shipped_squid_basic_scenario_has_squids_shape(squid, mitmdump_factory, 
     tunnel = ask(replay.url, connect_request("example.com:443", []))
     assert b'<a href="https://example.com/*">https://example.com/*</a>' in tunnel.body
     assert curl_result(replay.url, target, "--proxy-user", f"user:{REPLAY_PW}") == (0, "200")
-    wrong = [
-        curl_result(url, target, "--proxy-user", f"{user}:{WRONG_PW}")
-        for url, user in ((squid_digest, SQUID_USER), (replay.url, "user"))
-    ]
-    assert wrong == [(0, "407"), (0, "407")]
 
 
 # -- mitm407 running a fault scenario (issue 7's account-lockout) --------------------------
