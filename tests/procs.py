@@ -192,9 +192,25 @@ def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.Compl
     return run([sys.executable, "-m", "mitm407", *args], timeout=timeout, env=env, **kwargs)
 
 
-def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """curl with a status line on stdout's last line: ``%{http_code}``."""
-    return run(["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args], timeout=timeout)
+def curl(*args: str, timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:
+    """curl with a status line on stdout's last line: ``%{http_code}``; kwargs go to ``run`` (e.g. env)."""
+    args_ = ["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args]
+    return run(args_, timeout=timeout, **kwargs)
+
+
+def read_response(f) -> bytes:
+    """One raw response (head and Content-Length body) from a socket file; b"" at EOF."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = f.readline()
+        if not line:
+            break
+        head += line
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (f.read(length) if length else b"")
 
 
 def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> list[bytes]:
@@ -204,15 +220,5 @@ def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> li
         f = s.makefile("rb")
         for request in requests_:
             s.sendall(request)
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                line = f.readline()
-                if not line:
-                    break
-                head += line
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            out.append(head + (f.read(length) if length else b""))
+            out.append(read_response(f))
     return out

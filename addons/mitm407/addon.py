@@ -219,20 +219,20 @@ class Addon:
 
     # -- hooks ---------------------------------------------------------------
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None and self.authorize(flow) is Action.FORWARD:
-            self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+        if flow.response is None:
+            known = self.connection_auth(flow)
+            if known is not None:  # a CONNECT on an NTLM-authenticated connection
+                self.trust_connection(flow, known)
+            elif self.authorize(flow) is Action.FORWARD:
+                self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
         await self.pause(flow)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.is_replay:
             return
-        tunnel = self.authenticated.get(flow.client_conn)
-        if tunnel is not None:
-            # Inside an accepted tunnel (or an NTLM-authenticated connection):
-            # a real proxy never sees these requests, so never challenges them.
-            flow.metadata[META_AUTH] = AuthResult(
-                tunnel.result, "authenticated by its connection", tunnel.scheme, tunnel.user, via_connection=True
-            )
+        known = self.connection_auth(flow)
+        if known is not None:
+            self.trust_connection(flow, known)
             fired = self.faults.tunnel_request(flow.client_conn.id) if self.faults else None
             if fired is not None:  # fault 'drop: after_connect'
                 self.record_faults(flow, (fired,))
@@ -244,6 +244,31 @@ class Addon:
             return
         self.authorize(flow)
         await self.pause(flow)
+
+    @staticmethod
+    def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:
+        """Inside an accepted tunnel (or on an NTLM-authenticated connection) a real proxy
+        never challenges again: record how the request was authenticated and let it pass."""
+        flow.metadata[META_AUTH] = AuthResult(
+            known.result, "authenticated by its connection", known.scheme, known.user, via_connection=True
+        )
+
+    def connection_auth(self, flow: http.HTTPFlow) -> AuthResult | None:
+        """How the client connection was authenticated, if it was.
+
+        New credentials on an NTLM-authenticated connection, outside a TLS
+        tunnel, start over (as IIS/ISA do) instead of being forwarded.
+        """
+        auth = self.authenticated.get(flow.client_conn)
+        if (
+            auth is not None
+            and auth.via_connection
+            and not flow.client_conn.tls_established
+            and "Proxy-Authorization" in flow.request.headers
+        ):
+            del self.authenticated[flow.client_conn]
+            return None
+        return auth
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
@@ -318,6 +343,14 @@ class Addon:
                 del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
             if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
                 self.authenticated[flow.client_conn] = verdict.auth
+                peer = flow.client_conn.peername
+                logger.info(
+                    "mitm407: client %s:%s %s -> connection authenticated (%s)",
+                    facts.client_ip,
+                    peer[1] if peer else "?",
+                    facts.method,
+                    verdict.auth.reason,
+                )
             self.on_forward(flow, decision)
             return verdict.action
         fired = self.refuse(flow, verdict, facts, is_proxy, decision)

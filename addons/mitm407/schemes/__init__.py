@@ -13,6 +13,8 @@ from .base import SchemeSpec
 SCHEME_MODULES: dict[str, str] = {
     "basic": "basic",
     "digest": "digest",
+    "ntlm": "ntlm",
+    "negotiate": "negotiate",
 }
 
 SCHEME_NAMES = tuple(SCHEME_MODULES)
