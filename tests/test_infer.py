@@ -242,3 +242,19 @@ def test_har_entries():
     assert (o.status, o.body, o.credentials, o.challenges()) == (407, "no", "basic", ['Basic realm="H"'])
     with pytest.raises(CaptureFileError):
         observations_from_har({"nope": 1}, keep_usernames=False)
+
+
+def test_ntlm_and_negotiate_map_to_their_schemes():
+    headers = [
+        ("Proxy-Authenticate", "Negotiate"),
+        ("Proxy-Authenticate", "NTLM"),
+        ("Proxy-Authenticate", 'Basic realm="CORP"'),
+    ]
+    type2 = [("Proxy-Authenticate", "NTLM TlRMTVNTUAACAAAADAAMADAAAAA=")]  # a handshake leg: not a wrong password
+    observations = [observe(headers=headers), observe(credentials="NTLM TlRMTVNTUAABAAAAB4IIog==", headers=type2)]
+    text = infer(observations)
+    doc = yaml.safe_load(text)
+    assert doc["schemes"] == ["negotiate", "ntlm", "basic"]
+    assert doc["response"]["challenges"] == ["negotiate", "ntlm", "basic"]
+    assert "bad_credentials" not in doc["response"]
+    assert "TlRMTVNTUAAC" not in text and "TlRMTVNTUAAB" not in text
