@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..facts import RequestFacts
@@ -81,7 +82,8 @@ class BasicScheme:
         self._challenge = build_basic_challenge(context.realm, self.options.charset)
         self._key = os.urandom(32)
         # keyed hash of the token -> (result, expiry); only successes go in.
-        self._verified: dict[bytes, tuple[AuthResult, float]] = {}
+        # OrderedDict: evicting the oldest is O(1) (a dict's first key is not, after many deletes).
+        self._verified: OrderedDict[bytes, tuple[AuthResult, float]] = OrderedDict()
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         return [self._challenge]
@@ -100,7 +102,7 @@ class BasicScheme:
         result = self._check(credentials)
         if result.result is Result.OK:
             if len(self._verified) >= self.context.cache_size:
-                del self._verified[next(iter(self._verified))]  # oldest first
+                self._verified.popitem(last=False)  # oldest first
             self._verified[key] = (result, now + self.context.cache_ttl)
         return result
 
