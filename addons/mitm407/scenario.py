@@ -198,8 +198,9 @@ def _read_users(
         assert node is not None
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            reader.error(node, f"cannot read htpasswd file {path}: {e.strerror}")
+        except (OSError, ValueError) as e:  # ValueError: a NUL or lone surrogate in the name
+            why = getattr(e, "strerror", None) or "bad file name"
+            reader.error(node, f"cannot read htpasswd file {path!s:.200}: {why}")
             continue
         files.append(str(path.resolve()))
         for user in parse_htpasswd(text, str(path), reader.problems):
