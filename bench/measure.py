@@ -9,6 +9,7 @@ own), always as ratios to a baseline measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -35,10 +36,8 @@ def pin(pid: int, cpus: set[int]) -> None:
     if not can_pin():
         return
     for task in os.listdir(f"/proc/{pid}/task"):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended
             os.sched_setaffinity(int(task), cpus)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def taskset(cpus: set[int]) -> list[str]:

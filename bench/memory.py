@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import measure  # noqa: I001  (puts addons/ on sys.path)
+import measure  # puts addons/ on sys.path: keep it first
+
 from mitm407.authorizer import Authorizer
 from mitm407.credentials import Secret, User
 from mitm407.facts import RequestFacts
@@ -183,7 +184,8 @@ def main() -> int:
     )
     out_dir = Path(os.environ.get("BENCH_OUT", measure.REPO / "bench"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "memory.json").write_text(json.dumps({"machine": info, "stores": stores, "htpasswd": big}, indent=2) + "\n")
+    report = {"machine": info, "stores": stores, "htpasswd": big}
+    (out_dir / "memory.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out_dir / 'memory.json'}")
     ok = all(s["bounded"] for s in stores)
     ok = ok and bool(big["fast_enough"])

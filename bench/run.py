@@ -34,7 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import measure  # noqa: I001  (puts addons/ and tests/ on sys.path)
+import measure  # puts addons/ and tests/ on sys.path: keep it first
+
 from procs import PROXYAUTH, Mitmdump, free_port, start_mitmdump, stop_process, wait_for_port
 
 USER, PASSWORD = "bench", "bench-pw-7f3a"  # throwaway credentials of this benchmark only
@@ -274,8 +275,10 @@ def measure_all(configs: list[Config], duration: float, rounds: int, connections
                     sample["round"] = number
                     check_sample(row, sample)
                     row.samples.append(sample)
-                    print(f"round {number + 1}/{rounds} {row.config.key:16} {sample['requests'] / sample['seconds']:8.1f}"
-                          f" req/s {sample['requests'] / max(sample['cpu_s'], 1e-9):8.1f} req/CPU-s", flush=True)
+                    rps = sample["requests"] / sample["seconds"]
+                    per_cpu = sample["requests"] / max(sample["cpu_s"], 1e-9)
+                    print(f"round {number + 1}/{rounds} {row.config.key:16} {rps:8.1f} req/s {per_cpu:8.1f} req/CPU-s",
+                          flush=True)
             for row in live:
                 if "Traceback" in row.proxy.log:
                     row.problems.append("traceback in the proxy log")
