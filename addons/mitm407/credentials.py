@@ -170,6 +170,8 @@ def resolve_password(spec: str, base: Path, env: Mapping[str, str] | None = None
         path = base / spec[5:]
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n"), ""
-        except (OSError, ValueError) as e:  # ValueError: a NUL or lone surrogate in the name
-            return None, f"cannot read password file {path!s:.200}: {getattr(e, 'strerror', None) or 'bad file name'}"
+        except OSError as e:
+            return None, f"cannot read password file {path}: {e.strerror}"
+        except ValueError:  # a NUL or a lone surrogate in the name
+            return None, f"cannot read password file {ascii(str(path))}: not a valid file name"
     return spec, ""

@@ -198,9 +198,11 @@ def _read_users(
         assert node is not None
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, ValueError) as e:  # ValueError: a NUL or lone surrogate in the name
-            why = getattr(e, "strerror", None) or "bad file name"
-            reader.error(node, f"cannot read htpasswd file {path!s:.200}: {why}")
+        except OSError as e:
+            reader.error(node, f"cannot read htpasswd file {path}: {e.strerror}")
+            continue
+        except ValueError:  # a NUL or a lone surrogate in the name
+            reader.error(node, f"cannot read htpasswd file {ascii(str(path))}: not a valid file name")
             continue
         files.append(str(path.resolve()))
         for user in parse_htpasswd(text, str(path), reader.problems):

@@ -47,7 +47,10 @@ _TYPE_NAMES = {
 
 def describe(node: Node) -> str:
     """What a node is, in words, for "expected X, got Y" messages."""
-    return _TYPE_NAMES.get(node.tag, node.tag)
+    name = _TYPE_NAMES.get(node.tag, node.tag)
+    if isinstance(node, yaml.ScalarNode) and scalar_value(node) is INVALID:  # e.g. ``!!int abc``
+        return f"'{node.value[:40]}' marked as {name}, which it is not"
+    return name
 
 
 INVALID = object()  # a scalar whose tag cannot be constructed: every typed read reports it
