@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl
 ARGS ?=
 
-.PHONY: demo test lint check-scenarios clean bench bench-memory fuzz soak
+.PHONY: demo test lint check-scenarios clean matrix teach bench bench-memory fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/mitmdump -s addons/proxyauth.py $(ARGS)
+	$(BIN)/mitmdump --listen-host 127.0.0.1 -s addons/proxyauth.py $(ARGS)
+
+# Real clients (curl, Python libraries, git, pip, node, java) through the proxy; regenerates docs/compat.*
+# undici (Node's proxy agent) comes from npm into the venv; without npm its row reads "not installed".
+matrix: $(VENV)/.installed-test
+	@[ -f $(VENV)/node/node_modules/undici/package.json ] || ! command -v npm >/dev/null || \
+		npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error undici@6 || \
+		echo "npm install undici failed: its matrix row will read 'not installed'"
+	$(BIN)/python -m mitm407 matrix -o docs/compat.md --html docs/compat.html $(ARGS)
+
+# The 401-vs-407 walk-through in the terminal (ARGS=--step to wait for Enter between steps)
+teach: $(VENV)/.installed
+	$(BIN)/python -m mitm407 demo 401-vs-407 $(ARGS)
 
 test: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)

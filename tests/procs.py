@@ -8,12 +8,8 @@ SIGTERM), SIGKILL after a grace period.
 from __future__ import annotations
 
 import base64
-import contextlib
-import datetime
-import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -24,46 +20,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from mitm407 import lab
+from mitm407.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MITMDUMP = str(BIN / "mitmdump")
 PROXYAUTH = str(REPO / "addons" / "proxyauth.py")
 HOPLOG = str(REPO / "addons" / "hoplog.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 8.0) -> None:
-    """SIGINT the process group, then SIGKILL it if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def basic(user: str, password: str) -> str:
@@ -139,53 +103,14 @@ class Origin:
         self.server.server_close()
 
 
-def make_tls_context(directory: Path) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for 127.0.0.1."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "origin.crt", directory / "origin.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
 # -- mitmdump -----------------------------------------------------------------
 
 
 @dataclass
-class Mitmdump:
+class Mitmdump(lab.Mitmdump):
     """A running ``mitmdump`` (by default with addons/proxyauth.py)."""
 
-    port: int
-    proc: subprocess.Popen
-    log_path: Path
-    confdir: Path
     args: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def proxy_url(self, user: str | None = None, password: str | None = None) -> str:
         if user is None:
@@ -193,10 +118,6 @@ class Mitmdump:
         from urllib.parse import quote
 
         return f"http://{quote(user, safe='')}:{quote(password or '', safe='')}@127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
@@ -206,13 +127,6 @@ class Mitmdump:
                 return log
             time.sleep(0.1)
         raise AssertionError(f"{text!r} not in mitmdump log after {timeout}s:\n{self.log[-3000:]}")
-
-    @property
-    def ca_file(self) -> str:
-        return str(self.confdir / "mitmproxy-ca-cert.pem")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 def start_mitmdump(
@@ -247,11 +161,7 @@ def start_mitmdump(
         )
     dump = Mitmdump(port, proc, log_path, confdir, args)
     if wait:
-        try:
-            wait_for_port(port, proc)
-        except Exception:
-            dump.stop()
-            raise RuntimeError(f"mitmdump did not start:\n{dump.log[-4000:]}") from None
+        dump.wait_ready()
     return dump
 
 

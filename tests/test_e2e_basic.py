@@ -302,3 +302,25 @@ def test_corp_basic_connect_port_rule(mitmdump_factory, tls_origin):
     # the origin is not on 443, so "no-other-connect" denies the tunnel with 403
     result = curl("-k", "-x", dump.proxy_url("bob", "hunter2"), tls_origin.url("/"))
     assert result.returncode == 56 and "403" in result.stderr
+
+
+def test_bypass_strips_credentials_before_the_origin(proxy, origin):
+    """A bypass rule still consumes Proxy-Authorization: the next hop is the origin."""
+    result = curl("-x", proxy.url, "--proxy-user", f"alice:{ALICE_PW}", origin.url("/public/with-creds"))
+    assert status_of(result) == 200
+    assert origin.seen[-1].path == "/public/with-creds"
+    assert "proxy-authorization" not in origin.seen[-1].headers
+
+
+def test_request_facts_target_is_absolute_form_for_a_forward_proxy():
+    """mitmproxy hands hooks origin-form; a forward proxy's client sent absolute-form."""
+    from mitmproxy.proxy import mode_specs
+    from mitmproxy.test import tflow
+
+    from mitm407.addon import request_facts
+
+    flow = tflow.tflow()
+    flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
+    assert request_facts(flow).target == flow.request.url
+    flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+    assert request_facts(flow).target == flow.request.path

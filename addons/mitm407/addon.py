@@ -14,6 +14,7 @@ import logging
 import os
 import weakref
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, http
@@ -22,6 +23,7 @@ from mitmproxy.proxy import mode_specs
 from .authorizer import Action, Authorizer, Verdict
 from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
+from .fault_engine import Decision, FaultEngine, Fired
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
@@ -31,6 +33,7 @@ logger = logging.getLogger("mitm407")
 META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
 META_ANSWERED = "mitm407.answered"  # this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
+META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
 
 
 def is_proxy_mode(client: connection.Client) -> bool:
@@ -44,7 +47,7 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     peer = flow.client_conn.peername
     return RequestFacts(
         method=request.method.upper(),
-        target=request.authority if is_connect else _request_target(request),
+        target=request.authority if is_connect else _request_target(flow),
         host=request.pretty_host.lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
@@ -54,16 +57,22 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
     )
 
 
-def _request_target(request: http.Request) -> str:
-    """The request-target as the client wrote it (absolute-form to a proxy)."""
-    if request.first_line_format == "absolute":
-        return request.url
-    return request.path
+def _request_target(flow: http.HTTPFlow) -> str:
+    """The request-target as the client wrote it, as far as mitmproxy keeps it.
+
+    mitmproxy (11 and 12) turns an absolute-form target into origin-form
+    before our hooks run; to a forward proxy a client always sends the
+    absolute form, so rebuild it there (Digest's ``uri`` is compared with it).
+    """
+    if is_proxy_mode(flow.client_conn):
+        return flow.request.url
+    return flow.request.path
 
 
 def to_response(answer: Answer) -> http.Response:
     headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
-    headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
+    if not any(k.lower() == "content-type" for k, _ in answer.headers):
+        headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
     if answer.close:
         headers.append((b"Connection", b"close"))
     response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
@@ -89,6 +98,10 @@ class Addon:
     def __init__(self) -> None:
         self.scenario: Scenario | None = None
         self.authorizer: Authorizer | None = None
+        self.faults: FaultEngine | None = None
+        # What faults asked for on forwarding: a delay, a reset instead of the response.
+        self.delays: MutableMapping[http.HTTPFlow, float] = weakref.WeakKeyDictionary()
+        self.kill_on_response: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
         # Client connections authenticated as a whole: an accepted CONNECT tunnel
         # or a connection-bound scheme (NTLM). Never holds a password.
         self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
@@ -149,6 +162,7 @@ class Addon:
         """Swap in a new scenario: new schemes, empty caches, tunnels kept."""
         self.scenario = scenario
         self.authorizer = Authorizer(scenario)
+        self.faults = FaultEngine(scenario)
         self._signature = file_signature(scenario.files)
 
     # -- life cycle ----------------------------------------------------------
@@ -205,11 +219,12 @@ class Addon:
         logger.info("mitm407: reloaded scenario '%s' from %s", scenario.name, scenario.path)
 
     # -- hooks ---------------------------------------------------------------
-    def http_connect(self, flow: http.HTTPFlow) -> None:
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is None and self.authorize(flow) is Action.FORWARD:
             self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+        await self.pause(flow)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.is_replay:
             return
         tunnel = self.authenticated.get(flow.client_conn)
@@ -219,13 +234,31 @@ class Addon:
             flow.metadata[META_AUTH] = AuthResult(
                 tunnel.result, "authenticated by its connection", tunnel.scheme, tunnel.user, via_connection=True
             )
+            fired = self.faults.tunnel_request(flow.client_conn.id) if self.faults else None
+            if fired is not None:  # fault 'drop: after_connect'
+                self.record_faults(flow, (fired,))
+                flow.kill()
             return
         self.authorize(flow)
+        await self.pause(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow in self.kill_on_response:  # fault 'drop: response'
+            self.kill_on_response.discard(flow)
+            flow.kill()
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.authenticated.pop(client, None)
         if self.authorizer is not None:
             self.authorizer.connection_closed(client.id)
+        if self.faults is not None:
+            self.faults.connection_closed(client.id)
+
+    async def pause(self, flow: http.HTTPFlow) -> None:
+        """Fault 'delay': wait without blocking the event loop."""
+        delay = self.delays.pop(flow, 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     # -- the decision ----------------------------------------------------------
     def authorize(self, flow: http.HTTPFlow) -> Action:
@@ -237,21 +270,56 @@ class Addon:
         is_proxy = is_proxy_mode(flow.client_conn)
         header = "Proxy-Authorization" if is_proxy else "Authorization"
         facts = request_facts(flow)
+        assert self.faults is not None and self.scenario is not None
+        users = self.faults.rotated_users()  # fault 'rotate', before authentication
+        if users is not None:
+            self.authorizer = Authorizer(replace(self.scenario, users=users))
         verdict = self.authorizer.evaluate(facts, flow.request.headers.get_all(header), header)
+        decision = self.faults.decide(facts, verdict)  # faults after authentication
+        verdict = decision.verdict
         flow.metadata[META_AUTH] = verdict.auth
         if verdict.rule is not None:
             flow.metadata[META_RULE] = verdict.rule.label
+        if decision.kill:  # fault 'drop': reset, no answer
+            self.record_faults(flow, decision.fired)
+            flow.kill()
+            return Action.DENY
         if verdict.action is Action.FORWARD:
-            if verdict.auth.result is Result.OK:
-                del flow.request.headers[header]
-                if verdict.auth.via_connection:  # connection-bound scheme (NTLM)
-                    self.authenticated[flow.client_conn] = verdict.auth
+            ok = verdict.auth.result is Result.OK
+            # Credentials are consumed here. On a bypass they are removed too, since
+            # the next hop is the origin, except in upstream mode, where they may be
+            # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
+            relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
+            if header in flow.request.headers and not relay and not decision.keep_credentials:
+                del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
+            if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
+                self.authenticated[flow.client_conn] = verdict.auth
+            self.on_forward(flow, decision)
             return verdict.action
-        self.refuse(flow, verdict, facts, is_proxy)
+        fired = self.refuse(flow, verdict, facts, is_proxy, decision)
+        self.on_forward(flow, replace(decision, fired=fired))
         return verdict.action
 
-    def refuse(self, flow: http.HTTPFlow, verdict: Verdict, facts: RequestFacts, is_proxy: bool) -> None:
-        assert self.authorizer is not None
+    def on_forward(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        """Record the faults that fired and keep what they ask of later hooks."""
+        self.record_faults(flow, decision.fired)
+        if decision.delay > 0:
+            self.delays[flow] = decision.delay
+        if decision.kill_response:
+            self.kill_on_response.add(flow)
+
+    def record_faults(self, flow: http.HTTPFlow, fired: tuple[Fired, ...]) -> None:
+        if not fired:
+            return
+        flow.metadata.setdefault(META_FAULT, []).extend(f.as_log() for f in fired)
+        for f in fired:
+            logger.info("mitm407: fault %s: %s", f.name, f.reason)
+
+    def refuse(
+        self, flow: http.HTTPFlow, verdict: Verdict, facts: RequestFacts, is_proxy: bool, decision: Decision
+    ) -> tuple[Fired, ...]:
+        """Answer the flow ourselves; returns every fault that fired on it, answer faults included."""
+        assert self.authorizer is not None and self.faults is not None
         hop = ctx.options.hop_name
         if verdict.action is Action.DENY:
             answer = build_denial(verdict.auth, hop)
@@ -260,6 +328,7 @@ class Addon:
             # a handshake in progress (NTLM type 2) sends only its own challenge
             challenges = [] if result is Result.CONTINUE else self.authorizer.challenges(facts, result is Result.STALE)
             answer = build_challenge(verdict.auth, challenges, is_proxy, hop)
+        answer, fired = self.faults.rewrite(answer, decision, facts)  # faults on the answer
         flow.response = to_response(answer)
         flow.metadata[META_ANSWERED] = True
         auth = verdict.auth
@@ -272,3 +341,4 @@ class Addon:
             auth.result.value,
             f" ({auth.reason})",
         )
+        return decision.fired + fired

@@ -16,6 +16,9 @@ from . import __version__
 COMMANDS = (
     "check",
     "options",
+    "scenarios",
+    "matrix",
+    "demo",
 )
 
 

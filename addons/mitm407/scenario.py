@@ -129,7 +129,7 @@ def parse_scenario(
                     )
     default = Outcome(top.choice("default", OUTCOMES, Outcome.REQUIRED.value))
     rules = parse_rules(reader, top.get("rules"), faults_module.parse_faults)
-    faults = faults_module.parse_faults(reader, top.get("faults"))
+    faults = faults_module.parse_faults(reader, top.get("faults"), top_level=True)
     cache_section = top.mapping("cache")
     cache = CacheConfig()
     if cache_section is not None:

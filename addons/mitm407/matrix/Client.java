@@ -1,0 +1,72 @@
+// One request through a proxy with java.net.http.HttpClient (compiled by the matrix).
+//
+//   java -cp DIR Client URL PROXY_PORT [USER PASSWORD] [--ca FILE]
+//
+// The proxy is set with ProxySelector.of and credentials with an Authenticator
+// (the only way HttpClient takes proxy credentials): HttpClient never sends
+// them preemptively, it answers the 407. For a CONNECT, the JDK refuses to
+// answer a Basic challenge unless jdk.http.auth.tunneling.disabledSchemes
+// allows it (default "Basic" since 8u111). Prints STATUS <code> or ERROR.
+import java.io.FileInputStream;
+import java.net.Authenticator;
+import java.net.InetSocketAddress;
+import java.net.PasswordAuthentication;
+import java.net.ProxySelector;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.security.KeyStore;
+import java.security.cert.CertificateFactory;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
+
+public class Client {
+    public static void main(String[] argv) {
+        List<String> args = new ArrayList<>(Arrays.asList(argv));
+        String ca = null;
+        int at = args.indexOf("--ca");
+        if (at >= 0) { ca = args.get(at + 1); args.remove(at + 1); args.remove(at); }
+        try {
+            HttpClient.Builder builder = HttpClient.newBuilder()
+                .version(HttpClient.Version.HTTP_1_1)
+                .connectTimeout(Duration.ofSeconds(20))
+                .proxy(ProxySelector.of(new InetSocketAddress("127.0.0.1", Integer.parseInt(args.get(1)))));
+            if (args.size() >= 4) {
+                final String user = args.get(2);
+                final char[] password = args.get(3).toCharArray();
+                builder.authenticator(new Authenticator() {
+                    @Override
+                    protected PasswordAuthentication getPasswordAuthentication() {
+                        if (getRequestorType() != RequestorType.PROXY) return null;
+                        return new PasswordAuthentication(user, password);
+                    }
+                });
+            }
+            if (ca != null) builder.sslContext(trusting(ca));
+            HttpRequest request = HttpRequest.newBuilder(URI.create(args.get(0))).timeout(Duration.ofSeconds(20)).build();
+            HttpResponse<String> response = builder.build().send(request, HttpResponse.BodyHandlers.ofString());
+            System.out.println("STATUS " + response.statusCode());
+        } catch (Exception e) {
+            System.out.println("ERROR " + e.getClass().getSimpleName() + ": " + e.getMessage());
+            System.exit(1);
+        }
+    }
+
+    static SSLContext trusting(String caFile) throws Exception {
+        KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+        store.load(null, null);
+        try (FileInputStream in = new FileInputStream(caFile)) {
+            store.setCertificateEntry("ca", CertificateFactory.getInstance("X.509").generateCertificate(in));
+        }
+        TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(store);
+        SSLContext context = SSLContext.getInstance("TLS");
+        context.init(null, tmf.getTrustManagers(), null);
+        return context;
+    }
+}

@@ -1,0 +1,32 @@
+"""Known client limitations and bugs the matrix observes, with where they are documented.
+
+A failing cell whose (client, case) is listed here gets a numbered note with
+this text. Only list what a public source (release notes, documentation, an
+issue) or the matrix's own observation on this machine supports; say which.
+"""
+
+from __future__ import annotations
+
+# (client id, case id) -> public reference for a behaviour that is a known client limitation or bug.
+KNOWN: dict[tuple[str, str], str] = {
+    ("curl", "basic-special"): "curl URL-decodes `--proxy-user`, as documented for CURLOPT_PROXYUSERPWD: `%41` is "
+    "sent as `A`; write `%` as `%25`",
+    ("git", "basic-special"): "git percent-decodes the credentials in `http.proxy` more than once (seen here: "
+    "`%2541` and `%252541` both sent as `A`): a `%` followed by two hex digits cannot be sent",
+    ("requests", "basic-utf8"): "requests encodes Basic credentials as ISO-8859-1: `€` raises UnicodeEncodeError",
+    ("pip", "basic-utf8"): "pip uses requests, which encodes Basic credentials as ISO-8859-1",
+    ("pip", "no-credentials"): "pip hides the 407: it reports no matching distribution instead",
+    ("java", "connect"): "JDK 8u111+ disables Basic for CONNECT: `jdk.http.auth.tunneling.disabledSchemes=Basic`",
+    ("requests", "anyauth"): "requests has no 407 handler: it sends Basic from the proxy URL, preemptively",
+    ("httpx", "anyauth"): "httpx sends Basic from the proxy URL only; no 407 handling",
+    ("node", "anyauth"): "node:http has no proxy support; the code must build Proxy-Authorization itself",
+    ("pip", "anyauth"): "pip (requests) sends Basic from the proxy URL only",
+    ("undici", "anyauth"): "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; it does "
+    "not answer a 407",
+    ("git", "challenge-missing"): "git waits for a challenge (`http.proxyAuthMethod` defaults to `anyauth`); "
+    "checked here: `-c http.proxyAuthMethod=basic` sends Basic preemptively and passes",
+    ("java", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a Proxy-Authenticate "
+    "challenge, never preemptively",
+    ("java-tunnel-basic", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a "
+    "Proxy-Authenticate challenge, never preemptively",
+}
