@@ -1,8 +1,8 @@
 """Soak test (``make soak``): concurrent mixed clients against one mitmdump for ``SOAK_S`` seconds.
 
-Clients send good, wrong, unknown-user and missing credentials, bypassed and denied paths, and
-CONNECT tunnels (good and bad credentials) to a local TLS origin, each request with a unique path
-``/soak/<client>-<n>``. Afterwards it asserts:
+Clients send good, wrong, unknown-user and missing credentials, bypassed and denied paths, faults
+(``delay``, ``close_on_407``), and CONNECT tunnels (good and bad credentials) to a local TLS origin,
+each request with a unique path ``/soak/<kind>/<client>-<n>``. Afterwards it asserts:
 
 - every request got the status its kind must get (no 500, no stall, no dropped connection);
 - no secret (password or base64 token) appears in the proxy log, the hop log, or this output, and
@@ -51,6 +51,12 @@ rules:
     auth: none
   - match: {{path: /soak/forbidden}}
     auth: deny
+  - match: {{path: /soak/slow}}
+    auth: required
+    faults: [{{delay: {{ms: 20}}}}]
+  - match: {{path: /soak/closing}}
+    auth: required
+    faults: [close_on_407]
 """
 
 
@@ -133,6 +139,9 @@ class Client(threading.Thread):
             lambda: self.plain("malformed", "Basic !!!", "/soak/private", 407),
             lambda: self.plain("bypass", None, "/soak/public", 200),
             lambda: self.plain("deny", good, "/soak/forbidden", 403),
+            lambda: self.plain("fault delay", good, "/soak/slow", 200),
+            lambda: self.plain("fault close_on_407", None, "/soak/closing", 407),
+            lambda: self.plain("after a closed 407", good, "/soak/private", 200),
             lambda: self.tunnel("CONNECT good", good, 200),
             lambda: self.tunnel("CONNECT wrong", basic("alice", "nope"), 407),
         ]
@@ -160,7 +169,7 @@ def hop_log_check(path: Path, ids: list[str]) -> tuple[bool, str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     for line in lines:
         json.loads(line)  # every line is JSON
-        for request_id in set(re.findall(r"/soak/(?:private|public|forbidden|tls)/(\d+-\d+(?:-again)?)\b", line)):
+        for request_id in set(re.findall(r"/soak/[a-z]+/(\d+-\d+(?:-again)?)\b", line)):
             seen[request_id] += 1
     missing = [i for i in ids if seen[i] == 0]
     twice = [i for i, n in seen.items() if n > 1]

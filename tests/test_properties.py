@@ -23,12 +23,18 @@ from hypothesis import strategies as st
 from mitm407.authorizer import Action, Authorizer
 from mitm407.credentials import parse_htpasswd
 from mitm407.facts import RequestFacts
+from mitm407.faults import FAULT_PARSERS
 from mitm407.problems import Problems, ScenarioError
 from mitm407.results import Result
 from mitm407.rules import Match, client_in, compile_hosts
 from mitm407.scenario import Scenario, parse_scenario
 from mitm407.schemes.base import printable, split_authorization
 from mitm407.schemes.basic import BasicCredentialsError, build_basic_challenge, parse_basic_credentials
+
+try:  # the fault engine (issue 7), when this branch has it
+    from mitm407.fault_engine import FaultEngine
+except ImportError:
+    FaultEngine = None  # type: ignore[assignment,misc]
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "200"))
 fuzz = settings(
@@ -226,7 +232,7 @@ def test_match_is_the_conjunction_of_its_conditions(prefixes, methods, path, met
 
 KEYS = ["version", "name", "description", "realm", "login_hint", "users", "htpasswd", "schemes", "basic",
         "rules", "default", "cache", "match", "auth", "host", "port", "path", "path_regex", "method", "connect",
-        "client", "password", "domain", "ttl", "max_entries", "charset", "faults"]
+        "client", "password", "domain", "ttl", "max_entries", "charset", "faults", *sorted(FAULT_PARSERS)]
 TAGS = ["!!int", "!!float", "!!bool", "!!binary", "!!timestamp", "!!null", "!!str", "!!set", "!!omap",
         "!!python/object:os.system", "!custom", "!!merge"]
 scalars = st.one_of(
@@ -252,6 +258,31 @@ def check_loader(text: str) -> None:
         return
     assert isinstance(scenario, Scenario)
     Authorizer(scenario).evaluate(FACTS, [], "Proxy-Authorization")  # a loaded scenario is usable
+    if FaultEngine is not None:
+        FaultEngine(scenario)
+
+
+# faults (issue 7): any fault name with any settings, at the top level and in rules
+FAULT_KEYS = ["at", "cycle", "every", "failures", "forward", "header", "kind", "location", "message", "ms", "on",
+              "passwords", "probability", "requests", "scheme", "seconds", "seed", "title", "user", "value"]
+fault_settings = st.one_of(
+    st.none(),
+    st.dictionaries(st.sampled_from(FAULT_KEYS), st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=4),
+    scalars,
+)
+fault_lists = st.lists(st.builds(lambda name, value: {name: value}, st.sampled_from(sorted(FAULT_PARSERS) or ["x"]),
+                                 fault_settings), max_size=4)
+
+
+@fuzz
+@given(faults=fault_lists, in_rule=st.booleans())
+def test_loader_any_faults(faults, in_rule):
+    doc: dict = {"version": 1, "users": {"alice": "pw"}}
+    if in_rule:
+        doc["rules"] = [{"match": {"path": "/x"}, "auth": "required", "faults": faults}]
+    else:
+        doc["faults"] = faults
+    check_loader(yaml.safe_dump(doc, allow_unicode=True))
 
 
 @fuzz
