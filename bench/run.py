@@ -67,6 +67,12 @@ def basic_headers(setup: Setup) -> Mapping[str, str]:
     return {"Proxy-Authorization": f"Basic {token}"}
 
 
+def wrong_basic_headers(setup: Setup) -> Mapping[str, str]:
+    """A client retrying a wrong password (a stale CI secret): every answer is a 407."""
+    token = base64.b64encode(f"{USER}:wrong-{PASSWORD}".encode()).decode()
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
 def no_headers(setup: Setup) -> Mapping[str, str]:
     return {}
 
@@ -100,6 +106,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("basic-inline", "mitm407 Basic, inline password", BASIC_INLINE, headers=basic_headers, target=0.95),
     Config("basic-htpasswd", "mitm407 Basic, bcrypt htpasswd", BASIC_HTPASSWD, headers=basic_headers, target=0.95),
     Config("407", "mitm407 407 path (no credentials)", BASIC_INLINE, expect=407),
+    Config("407-bcrypt-wrong", "mitm407 407, wrong password of a bcrypt user", BASIC_HTPASSWD,
+           headers=wrong_basic_headers, expect=407),
     Config("basic-hoplog", "mitm407 Basic + hop log", BASIC_INLINE, options={"hoplog": "{dir}/hops.jsonl"},
            headers=basic_headers, requires=("mitm407.hoplog",), target=0.97, baseline="basic-inline"),
     # Digest/NTLM rows go here, e.g. (needs a Headers function that answers the challenge):
