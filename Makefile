@@ -46,11 +46,11 @@ lint: $(VENV)/.installed-test
 # bench: BENCH_DURATION (s per measurement), BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_ONLY (config keys)
 bench: $(VENV)/.installed-test
 	tools/ensure-debian-packages nginx-light wrk
-	cd bench && ../$(BIN)/python run.py
+	cd bench && $(abspath $(BIN))/python run.py
 
 # bench-memory: MEMORY_ENTRIES (default 1000000), MEMORY_USERS (default 100000)
 bench-memory: $(VENV)/.installed-test
-	cd bench && ../$(BIN)/python memory.py
+	cd bench && $(abspath $(BIN))/python memory.py
 
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(VENV)/.installed-test
@@ -59,7 +59,7 @@ fuzz: $(VENV)/.installed-test
 # soak: SOAK_S (default 60), SOAK_CLIENTS (default 4)
 soak: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
-	cd bench && ../$(BIN)/python soak.py
+	cd bench && $(abspath $(BIN))/python soak.py
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache build *.egg-info
