@@ -2,9 +2,10 @@
 
 One run starts a local nginx (tiny static file) and one mitmdump per
 configuration of ``CONFIGS``, then drives ``wrk`` through each of them in
-turn, interleaved, for several rounds. Every configuration is compared with
-bare mitmdump *in the same round*; the ratios' medians are reported, never an
-absolute claim. Two measures:
+turn, for several rounds, each measurement between two of bare mitmdump
+(bare, A, bare, B, ..., bare) so that it is compared with bare mitmdump
+measured just before and after it; the ratios' medians over the rounds are
+reported, never an absolute claim. Two measures:
 
 - ``req/s``: wall-clock, what wrk sees; varies +-20 % on a shared machine.
 - ``req/CPU-s``: requests per CPU-second of the proxy process (``/proc``
@@ -12,7 +13,7 @@ absolute claim. Two measures:
   repeatable within a few percent even when other work runs. Targets are
   checked against this one.
 
-Environment: ``BENCH_DURATION`` (seconds per measurement, default 3),
+Environment: ``BENCH_DURATION`` (seconds per measurement, default 2),
 ``BENCH_ROUNDS`` (default 7), ``BENCH_CONNECTIONS`` (default 10),
 ``BENCH_ONLY`` (comma-separated config keys; ``bare`` is always added),
 ``BENCH_OUT`` (folder for results.json/results.md, default ``bench/``).
@@ -269,6 +270,28 @@ def check_sample(row: Row, sample: dict[str, float]) -> None:
         )
 
 
+def rps(s: dict[str, float]) -> float:
+    return s["requests"] / s["seconds"]
+
+
+def rpc(s: dict[str, float]) -> float:
+    return s["requests"] / max(s["cpu_s"], 1e-9)
+
+
+MEASURES: dict[str, Callable[[dict[str, float]], float]] = {"rps": rps, "per_cpu_s": rpc}
+
+
+def measure_once(row: Row, number: int, rounds: int, duration: float, connections: int) -> dict[str, float]:
+    assert row.proxy is not None and row.script is not None
+    sample = run_wrk(row.proxy, row.script, duration, connections)
+    sample["round"] = number
+    check_sample(row, sample)
+    row.samples.append(sample)
+    print(f"round {number + 1}/{rounds} {row.config.key:16} {rps(sample):8.1f} req/s {rpc(sample):8.1f} req/CPU-s",
+          flush=True)
+    return sample
+
+
 def measure_all(configs: list[Config], duration: float, rounds: int, connections: int) -> dict[str, Row]:
     rows = {c.key: Row(c) for c in configs}
     with tempfile.TemporaryDirectory(prefix="mitm407-bench-") as tmp:
@@ -289,19 +312,21 @@ def measure_all(configs: list[Config], duration: float, rounds: int, connections
                 measure.pin(row.proxy.proc.pid, measure.PROXY_CPU)
             for row in live:  # warm-up: imports, first bcrypt, caches
                 run_wrk(row.proxy, row.script, 1, connections)
+            bare = rows["bare"]
+            others = [row for row in live if row is not bare]
             for number in range(rounds):
-                order = live[number % len(live):] + live[: number % len(live)]
+                # bare, A, bare, B, ..., bare: each row is normalised by the bare runs on either side,
+                # so load that drifts during a round cancels out; the order rotates every round.
+                order = others[number % len(others):] + others[: number % len(others)] if others else []
                 if number % 2:
                     order.reverse()
+                before = measure_once(bare, number, rounds, duration, connections)
                 for row in order:
-                    sample = run_wrk(row.proxy, row.script, duration, connections)
-                    sample["round"] = number
-                    check_sample(row, sample)
-                    row.samples.append(sample)
-                    rps = sample["requests"] / sample["seconds"]
-                    per_cpu = sample["requests"] / max(sample["cpu_s"], 1e-9)
-                    print(f"round {number + 1}/{rounds} {row.config.key:16} {rps:8.1f} req/s {per_cpu:8.1f} req/CPU-s",
-                          flush=True)
+                    sample = measure_once(row, number, rounds, duration, connections)
+                    after = measure_once(bare, number, rounds, duration, connections)
+                    for name, fn in MEASURES.items():
+                        sample[f"bare_{name}"] = (fn(before) + fn(after)) / 2
+                    before = after
             for row in live:
                 if "Traceback" in row.proxy.log:
                     row.problems.append("traceback in the proxy log")
@@ -314,15 +339,15 @@ def measure_all(configs: list[Config], duration: float, rounds: int, connections
 
 
 def summarize(rows: dict[str, Row]) -> list[dict[str, object]]:
-    """Per row: medians, and medians of the per-round ratios to the baseline's same round."""
-    def per_round(row: Row, measure_of: Callable[[dict[str, float]], float]) -> dict[int, float]:
-        return {int(s["round"]): measure_of(s) for s in row.samples}
+    """Per row: medians, and medians over rounds of its ratio to the baseline.
 
-    def rps(s: dict[str, float]) -> float:
-        return s["requests"] / s["seconds"]
-
-    def rpc(s: dict[str, float]) -> float:
-        return s["requests"] / max(s["cpu_s"], 1e-9)
+    A sample is first divided by the mean of the bare runs just before and after it; the ratio to
+    a baseline other than bare divides those normalised values of the same round.
+    """
+    def normalised(row: Row, name: str) -> dict[int, float]:
+        if row.config.key == "bare":
+            return {int(s["round"]): 1.0 for s in row.samples}
+        return {int(s["round"]): MEASURES[name](s) / s[f"bare_{name}"] for s in row.samples if s.get(f"bare_{name}")}
 
     out = []
     for row in rows.values():
@@ -335,10 +360,10 @@ def summarize(rows: dict[str, Row]) -> list[dict[str, object]]:
             out.append(entry)
             continue
         result = {}
-        for name, fn in (("rps", rps), ("per_cpu_s", rpc)):
-            mine, theirs = per_round(row, fn), per_round(base, fn)
-            ratios = [mine[r] / theirs[r] for r in mine if r in theirs and theirs[r]]
-            result[name] = measure.median(mine.values())
+        for name, fn in MEASURES.items():
+            mine, theirs = normalised(row, name), normalised(base, name)
+            ratios = [mine[r] / theirs[r] for r in mine if theirs.get(r)]
+            result[name] = measure.median(fn(s) for s in row.samples)
             result[f"{name}_ratio"] = measure.median(ratios)
             result[f"{name}_ratio_range"] = [min(ratios), max(ratios)]  # the noise, shown beside the median
         entry.update(available=True, **result, rounds=len(row.samples), problems=row.problems, samples=row.samples)
@@ -386,9 +411,10 @@ def markdown(summary: list[dict[str, object]], info: dict[str, object], settings
             f"{e['per_cpu_s_ratio']:.2f} ({low:.2f}–{high:.2f}) | {fmt_target(e)} | {met} |"
         )
     lines.append("")
-    lines.append("Ratios are medians of per-round ratios to the baseline measured in the same round "
-                 "(bare mitmdump unless the target says otherwise), with the lowest and highest round in "
-                 "parentheses: that spread is the measurement noise. Targets are checked on the CPU ratio.")
+    lines.append("Every measurement runs between two of bare mitmdump (bare, A, bare, B, ..., bare) and is "
+                 "divided by their mean; ratios are the medians over the rounds (to bare mitmdump unless the "
+                 "target names another row), with the lowest and highest round in parentheses: that spread "
+                 "is the measurement noise. Targets are checked on the CPU ratio.")
     if hook:
         lines += ["", hook_line(hook, summary)]
     return "\n".join(lines) + "\n"
@@ -405,7 +431,7 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is not installed: tools/ensure-debian-packages wrk nginx-light", file=sys.stderr)
         return 2
-    duration = float(os.environ.get("BENCH_DURATION", "3"))
+    duration = float(os.environ.get("BENCH_DURATION", "2"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "7"))
     connections = int(os.environ.get("BENCH_CONNECTIONS", "10"))
     only = {k for k in os.environ.get("BENCH_ONLY", "").split(",") if k}
