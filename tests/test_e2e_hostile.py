@@ -24,7 +24,10 @@ B64 = base64.b64encode
 @pytest.fixture(scope="module")
 def proxy(module_mitmdump, tmp_path_factory):
     path = tmp_path_factory.mktemp("hostile") / "hostile.yaml"
-    path.write_text(f'version: 1\nname: hostile\nusers: {{alice: "{PASSWORD}"}}\n')
+    path.write_text(
+        f'version: 1\nname: hostile\nusers: {{alice: "{PASSWORD}"}}\n'
+        "rules:\n  - match: {host: '*.intranet.example'}\n    auth: none\n"
+    )
     return module_mitmdump(options={"scenario": str(path)})
 
 
@@ -104,6 +107,15 @@ def test_good_credential_after_a_hostile_one_in_the_same_headers(proxy, origin):
     bad = b"Proxy-Authorization: Basic !!"
     assert exchange(proxy.port, get(origin, good, bad))[0] == 200
     assert exchange(proxy.port, get(origin, bad, good))[0] == 407
+
+
+def test_spoofed_host_header_does_not_bypass_a_host_rule(proxy, origin):
+    """mitmproxy connects to the request-target's host; a Host header naming a bypassed host must not
+    skip authentication for a request that goes elsewhere."""
+    request = get(origin, target=f"http://127.0.0.1:{origin.port}/spoofed".encode())
+    status, head, _ = exchange(proxy.port, request.replace(b"Host: 127.0.0.1", b"Host: a.intranet.example", 1))
+    assert status == 407, head[:300]
+    assert not any(seen.path == "/spoofed" for seen in origin.seen)
 
 
 def test_slow_partial_request_does_not_block_others(proxy, origin):
