@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl
+DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp
 ARGS ?=
 
 .PHONY: demo test lint check-scenarios clean matrix teach bench bench-memory fuzz soak

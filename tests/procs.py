@@ -8,6 +8,7 @@ SIGTERM), SIGKILL after a grace period.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 from mitm407 import lab
 from mitm407.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
@@ -32,6 +34,20 @@ HOPLOG = str(REPO / "addons" / "hoplog.py")
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# Every password a test uses, and its Basic tokens: tests/test_zz_secrets.py
+# greps every log the suite wrote for them and expects zero hits.
+SECRETS: set[str] = set()
+
+
+def register_secret(user: str, password: str) -> str:
+    """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
+    SECRETS.update({password, quote(password, safe="")})
+    for encoding in ("utf-8", "iso-8859-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
+    return password
 
 
 # -- origin ---------------------------------------------------------------------
@@ -176,9 +192,25 @@ def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.Compl
     return run([sys.executable, "-m", "mitm407", *args], timeout=timeout, env=env, **kwargs)
 
 
-def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """curl with a status line on stdout's last line: ``%{http_code}``."""
-    return run(["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args], timeout=timeout)
+def curl(*args: str, timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:
+    """curl with a status line on stdout's last line: ``%{http_code}``; kwargs go to ``run`` (e.g. env)."""
+    args_ = ["curl", "-sS", "--max-time", str(timeout - 5), "-w", "\n%{http_code}", *args]
+    return run(args_, timeout=timeout, **kwargs)
+
+
+def read_response(f) -> bytes:
+    """One raw response (head and Content-Length body) from a socket file; b"" at EOF."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = f.readline()
+        if not line:
+            break
+        head += line
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (f.read(length) if length else b"")
 
 
 def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> list[bytes]:
@@ -188,15 +220,5 @@ def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> li
         f = s.makefile("rb")
         for request in requests_:
             s.sendall(request)
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                line = f.readline()
-                if not line:
-                    break
-                head += line
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            out.append(head + (f.read(length) if length else b""))
+            out.append(read_response(f))
     return out

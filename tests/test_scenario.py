@@ -149,7 +149,8 @@ def test_unsupported_version_and_empty_file(tmp_path):
 def test_auth_required_without_users(tmp_path):
     path = write(tmp_path, "rules:\n  - match: {path: /x}\n    auth: none\n")
     assert problems(path) == [
-        f"{path}:1:1: the scenario requires authentication but defines no users (add 'users:' or 'htpasswd:')"
+        f"{path}:1:1: the scenario requires authentication but defines no users "
+        "(add 'users:', 'htpasswd:' or 'htdigest:')"
     ]
 
 

@@ -24,6 +24,7 @@ from .authorizer import Action, Authorizer, Verdict
 from .challenge import Answer, build_challenge, build_denial
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
+from .hopname import add_hop_name_option
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
@@ -34,6 +35,7 @@ META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
 META_ANSWERED = "mitm407.answered"  # this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
 META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
+META_NEEDS_BODY = "mitm407.needs_body"  # decision deferred to the request hook (Digest auth-int)
 
 
 def is_proxy_mode(client: connection.Client) -> bool:
@@ -41,7 +43,7 @@ def is_proxy_mode(client: connection.Client) -> bool:
     return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
 
 
-def request_facts(flow: http.HTTPFlow) -> RequestFacts:
+def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
     request = flow.request
     is_connect = request.method == "CONNECT"
     peer = flow.client_conn.peername
@@ -56,6 +58,7 @@ def request_facts(flow: http.HTTPFlow) -> RequestFacts:
         client_ip=str(peer[0]) if peer else "",
         connection_id=flow.client_conn.id,
         is_connect=is_connect,
+        body=body,
     )
 
 
@@ -128,13 +131,7 @@ class Addon:
             1,
             "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
         )
-        if "hop_name" not in loader.master.options:
-            loader.add_option(
-                "hop_name",
-                str,
-                "mitm407",
-                "Name of this proxy hop in 407 bodies, Via, Proxy-Status and the hop log.",
-            )
+        add_hop_name_option(loader)
 
     def configure(self, updated: set[str]) -> None:
         try:
@@ -222,32 +219,82 @@ class Addon:
 
     # -- hooks ---------------------------------------------------------------
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None and self.authorize(flow) is Action.FORWARD:
-            self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+        if flow.response is None:
+            known = self.connection_auth(flow)
+            if known is not None:  # a CONNECT on an NTLM-authenticated connection
+                self.trust_connection(flow, known)
+            elif self.authorize(flow) is Action.FORWARD:
+                self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
         await self.pause(flow)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.is_replay:
             return
-        tunnel = self.authenticated.get(flow.client_conn)
-        if tunnel is not None:
-            # Inside an accepted tunnel (or an NTLM-authenticated connection):
-            # a real proxy never sees these requests, so never challenges them.
-            flow.metadata[META_AUTH] = AuthResult(
-                tunnel.result, "authenticated by its connection", tunnel.scheme, tunnel.user, via_connection=True
-            )
+        known = self.connection_auth(flow)
+        if known is not None:
+            self.trust_connection(flow, known)
             fired = self.faults.tunnel_request(flow.client_conn.id) if self.faults else None
             if fired is not None:  # fault 'drop: after_connect'
                 self.record_faults(flow, (fired,))
                 flow.kill()
             return
+        header = "Proxy-Authorization" if is_proxy_mode(flow.client_conn) else "Authorization"
+        if self.authorizer is not None and self.authorizer.wants_body(flow.request.headers.get_all(header)):
+            flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
+            return
         self.authorize(flow)
         await self.pause(flow)
+
+    @staticmethod
+    def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:
+        """Inside an accepted tunnel (or on an NTLM-authenticated connection) a real proxy
+        never challenges again: record how the request was authenticated and let it pass."""
+        flow.metadata[META_AUTH] = AuthResult(
+            known.result, "authenticated by its connection", known.scheme, known.user, via_connection=True
+        )
+
+    def connection_auth(self, flow: http.HTTPFlow) -> AuthResult | None:
+        """How the client connection was authenticated, if it was.
+
+        New credentials on an NTLM-authenticated connection, outside a TLS
+        tunnel, start over (as IIS/ISA do) instead of being forwarded.
+        """
+        auth = self.authenticated.get(flow.client_conn)
+        if (
+            auth is not None
+            and auth.via_connection
+            and not flow.client_conn.tls_established
+            and "Proxy-Authorization" in flow.request.headers
+        ):
+            del self.authenticated[flow.client_conn]
+            return None
+        return auth
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
+            self.authorize(flow, flow.request.raw_content)
+            await self.pause(flow)
+
+    def http_connected(self, flow: http.HTTPFlow) -> None:
+        """The CONNECT's 200 is about to be sent: it carries the scheme's info headers."""
+        self.add_auth_info(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow in self.kill_on_response:  # fault 'drop: response'
             self.kill_on_response.discard(flow)
             flow.kill()
+            return
+        self.add_auth_info(flow)
+
+    def add_auth_info(self, flow: http.HTTPFlow) -> None:
+        """Headers an accepting scheme asked for (Digest's Proxy-Authentication-Info)."""
+        auth = flow.metadata.get(META_AUTH)
+        if flow.response is None or not isinstance(auth, AuthResult) or auth.result is not Result.OK:
+            return
+        is_proxy = is_proxy_mode(flow.client_conn)
+        for name, value in auth.headers:
+            # reverse mode answers as the server: Authentication-Info (RFC 7615)
+            flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.authenticated.pop(client, None)
@@ -263,7 +310,7 @@ class Addon:
             await asyncio.sleep(delay)
 
     # -- the decision ----------------------------------------------------------
-    def authorize(self, flow: http.HTTPFlow) -> Action:
+    def authorize(self, flow: http.HTTPFlow, body: bytes | None = None) -> Action:
         """Evaluate the flow, answer it if refused, strip credentials if accepted."""
         if self.authorizer is None:  # fail closed: never forward without a scenario
             flow.response = http.Response.make(503, b"mitm407 has no valid scenario loaded; see its log\n")
@@ -271,7 +318,7 @@ class Addon:
             return Action.DENY
         is_proxy = is_proxy_mode(flow.client_conn)
         header = "Proxy-Authorization" if is_proxy else "Authorization"
-        facts = request_facts(flow)
+        facts = request_facts(flow, body)
         assert self.faults is not None and self.scenario is not None
         users = self.faults.rotated_users()  # fault 'rotate', before authentication
         if users is not None:
@@ -296,6 +343,14 @@ class Addon:
                 del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
             if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
                 self.authenticated[flow.client_conn] = verdict.auth
+                peer = flow.client_conn.peername
+                logger.info(
+                    "mitm407: client %s:%s %s -> connection authenticated (%s)",
+                    facts.client_ip,
+                    peer[1] if peer else "?",
+                    facts.method,
+                    verdict.auth.reason,
+                )
             self.on_forward(flow, decision)
             return verdict.action
         fired = self.refuse(flow, verdict, facts, is_proxy, decision)

@@ -81,6 +81,20 @@ class Authorizer:
             Result.MALFORMED, f"scheme '{printable(first_token, 20)}' is not offered (offered: {self._offered})"
         )
 
+    def wants_body(self, authorizations: Sequence[str]) -> bool:
+        """Does the scheme that will check these credentials need the request body?
+
+        Digest ``qop=auth-int`` hashes the body, which ``requestheaders`` has
+        not read yet: the addon then decides in the ``request`` hook instead.
+        """
+        for value in authorizations:
+            token, credentials = split_authorization(value)
+            scheme = self._by_token.get(token)
+            if scheme is not None:
+                wants_body = getattr(scheme, "wants_body", None)
+                return bool(wants_body and wants_body(credentials))
+        return False
+
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         """Every scheme's challenges, in the scenario's order."""
         return [c for scheme in self.schemes for c in scheme.challenges(facts, stale)]

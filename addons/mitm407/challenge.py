@@ -46,7 +46,9 @@ def build_challenge(
         f"{offered}\n"
         f"For example: {how}\n"
     )
-    headers = tuple((header, c) for c in challenges) + auth.headers
+    # A handshake's next challenge (NTLM type 2) is named by the scheme for a proxy; in reverse mode it is a 401's.
+    extra = tuple((header if k == "Proxy-Authenticate" else k, v) for k, v in auth.headers)
+    headers = tuple((header, c) for c in challenges) + extra
     return Answer(status, headers, body)
 
 

@@ -19,6 +19,8 @@ COMMANDS = (
     "scenarios",
     "matrix",
     "demo",
+    "report",
+    "chain",
 )
 
 

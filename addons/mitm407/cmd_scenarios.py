@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def shipped_scenarios() -> dict[str, Path]:
-    return {path.stem: path for path in sorted(repo_scenario_dir().glob("*.yaml"))}
+    return {path.stem: path for path in sorted(repo_scenario_dir().glob("*.yaml"), key=lambda p: p.stem)}
 
 
 def header_comment(text: str) -> str:

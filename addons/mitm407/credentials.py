@@ -70,8 +70,8 @@ class Secret:
     it); htpasswd entries only carry a hash and so work with Basic alone.
     """
 
-    kind: str  # "cleartext" | "bcrypt" | "apr1" | "sha1"
-    value: str = field(repr=False)
+    kind: str  # "cleartext" | "bcrypt" | "apr1" | "sha1" | "htdigest"
+    value: str = field(repr=False)  # htdigest: the whole "user:realm:HA1" line
 
     @property
     def slow(self) -> bool:
@@ -81,6 +81,11 @@ class Secret:
     @property
     def cleartext(self) -> str | None:
         return self.value if self.kind == "cleartext" else None
+
+    @property
+    def htdigest_ha1(self) -> str | None:
+        """The MD5 HA1 of an htdigest entry (lower-case hex): all Digest needs."""
+        return self.value.rpartition(":")[2] if self.kind == "htdigest" else None
 
     def verify(self, password: str) -> bool:
         """Constant-time check of ``password`` against this secret."""
@@ -103,6 +108,11 @@ class Secret:
                 return bcrypt.checkpw(given[:72], stored)
             except ValueError:
                 return False
+        if self.kind == "htdigest":  # HA1 = MD5(user ":" realm ":" password)
+            user, _, rest = self.value.partition(":")
+            realm, _, ha1 = rest.rpartition(":")
+            computed = hashlib.md5(f"{user}:{realm}:".encode() + given).hexdigest()
+            return hmac.compare_digest(computed, ha1)
         return False
 
 
@@ -149,6 +159,39 @@ def parse_htpasswd(text: str, file: str, problems: Problems) -> list[User]:
             )
             continue
         users.append(User(name, secret, f"{file}:{number}"))
+    return users
+
+
+def parse_htdigest(text: str, file: str, realm: str, problems: Problems) -> list[User]:
+    """Parse an Apache htdigest file (``user:realm:MD5-HA1``); bad lines are located problems.
+
+    The realm is part of HA1, so a line for another realm can never verify:
+    it is an error, not a silent miss.
+    """
+    users: list[User] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, rest = line.partition(":")
+        line_realm, sep2, ha1 = rest.rpartition(":")
+        if not sep or not sep2 or not name:
+            problems.add(file, number, 1, "htdigest line must be 'user:realm:HA1'")
+            continue
+        ha1_col = len(name) + len(line_realm) + 3
+        if line_realm != realm:
+            problems.add(
+                file,
+                number,
+                len(name) + 2,
+                f"realm '{line_realm}' of user '{name}' is not the scenario's realm '{realm}'",
+                "HA1 includes the realm: regenerate with htdigest FILE REALM USER, or change 'realm:'",
+            )
+            continue
+        ha1 = ha1.strip()
+        if len(ha1) != 32 or any(ch not in "0123456789abcdefABCDEF" for ch in ha1):
+            problems.add(file, number, ha1_col, f"HA1 of user '{name}' must be 32 hex digits (MD5)")
+            continue
+        users.append(User(name, Secret("htdigest", f"{name}:{line_realm}:{ha1.lower()}"), f"{file}:{number}"))
     return users
 
 

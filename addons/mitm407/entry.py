@@ -5,8 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 
-def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: challenge, validate (and log)."""
-    from .addon import Addon
+def hoplog_addons() -> list[Any]:
+    """The hop log, unless another entry script already installed it.
 
-    return [Addon()]
+    ``-s addons/proxyauth.py -s addons/hoplog.py`` (either order) must give one
+    hop log, not a clash of two addons called "hoplog" or doubled lines.
+    """
+    from mitmproxy import ctx
+
+    from .hoplog import HopLog
+
+    master = getattr(ctx, "master", None)
+    if master is not None and master.addons.get("hoplog") is not None:
+        return []
+    return [HopLog()]
+
+
+def all_addons() -> list[Any]:
+    """What ``addons/proxyauth.py`` loads: challenge, validate, relay CONNECT refusals, the hop log."""
+    from .addon import Addon
+    from .connectrelay import ConnectRelay
+
+    return [Addon(), ConnectRelay(), *hoplog_addons()]

@@ -9,6 +9,7 @@ and raised together as one ``ScenarioError``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from . import faults as faults_module
-from .credentials import Secret, User, parse_htpasswd, resolve_password
+from .credentials import Secret, User, parse_htdigest, parse_htpasswd, resolve_password
 from .problems import Problems, ScenarioError
 from .rules import OUTCOMES, Outcome, Rule, Rules, parse_rules
 from .schemes import SCHEME_NAMES, spec_for
@@ -108,7 +109,8 @@ def parse_scenario(
             top.get("version") or root, f"unsupported scenario version {version}", "this mitm407 reads version 1"
         )
     files = [str(Path(file).resolve())]
-    users = _read_users(reader, top, base, env, files)
+    realm = top.text("realm", "mitm407") or "mitm407"
+    users = _read_users(reader, top, base, env, files, realm)
     schemes = top.choice_list("schemes", SCHEME_NAMES, ("basic",))
     if "schemes" in top and not schemes:
         reader.error(top.get("schemes") or root, "'schemes' must list at least one scheme", ", ".join(SCHEME_NAMES))
@@ -121,9 +123,9 @@ def parse_scenario(
         spec = spec_for(name)
         if spec.needs_cleartext:
             for user in users.values():
-                if user.secret.cleartext is None:
+                if user.secret.cleartext is None and user.secret.kind not in spec.secret_kinds:
                     reader.error(
-                        top.get("htpasswd") or root,
+                        top.get("htpasswd") or top.get("htdigest") or root,
                         f"user '{user.name}' ({user.source}) has only a hash, which {spec.token} cannot use",
                         f"give {spec.token} users a password in 'users:'",
                     )
@@ -142,7 +144,7 @@ def parse_scenario(
         path=file,
         name=top.text("name") or Path(file).stem,
         description=top.text("description", "") or "",
-        realm=top.text("realm", "mitm407") or "mitm407",
+        realm=realm,
         users=users,
         schemes=schemes,
         scheme_options=scheme_options,
@@ -154,14 +156,15 @@ def parse_scenario(
     )
     top.finish()
     needs_users = default is Outcome.REQUIRED or any(r.outcome is Outcome.REQUIRED for r in rules)
-    if needs_users and "users" not in top and "htpasswd" not in top:
-        reader.error(root, "the scenario requires authentication but defines no users", "add 'users:' or 'htpasswd:'")
+    if needs_users and not any(key in top for key in ("users", "htpasswd", "htdigest")):
+        hint = "add 'users:', 'htpasswd:' or 'htdigest:'"
+        reader.error(root, "the scenario requires authentication but defines no users", hint)
     problems.raise_if_any()
     return scenario
 
 
 def _read_users(
-    reader: Reader, top: Mapping, base: Path, env: MappingABC[str, str] | None, files: list[str]
+    reader: Reader, top: Mapping, base: Path, env: MappingABC[str, str] | None, files: list[str], realm: str
 ) -> dict[str, User]:
     users: dict[str, User] = {}
     section = top.mapping("users")
@@ -192,24 +195,40 @@ def _read_users(
                 files.append(str((base / spec[5:]).resolve()))
             users[name] = User(name, Secret("cleartext", password), where, domain)
 
-    for path_text in top.text_list("htpasswd"):
+    _read_user_files(reader, top, "htpasswd", base, files, users, parse_htpasswd)
+    _read_user_files(
+        reader, top, "htdigest", base, files, users, lambda text, file, found: parse_htdigest(text, file, realm, found)
+    )
+    return users
+
+
+def _read_user_files(
+    reader: Reader,
+    top: Mapping,
+    key: str,
+    base: Path,
+    files: list[str],
+    users: dict[str, User],
+    parse: Callable[[str, str, Problems], list[User]],
+) -> None:
+    """Users from the files named by ``key`` (htpasswd, htdigest); a user defined twice is an error."""
+    for path_text in top.text_list(key):
         path = base / path_text
-        node = top.get("htpasswd")
+        node = top.get(key)
         assert node is not None
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            reader.error(node, f"cannot read htpasswd file {path}: {e.strerror}")
+            reader.error(node, f"cannot read {key} file {path}: {e.strerror}")
             continue
         except ValueError:  # a NUL or a lone surrogate in the name
             reader.error(node, f"cannot read htpasswd file {ascii(str(path))}: not a valid file name")
             continue
         files.append(str(path.resolve()))
-        for user in parse_htpasswd(text, str(path), reader.problems):
+        for user in parse(text, str(path), reader.problems):
             if user.name in users:
                 reader.error(
                     node, f"user '{user.name}' is defined twice", f"{users[user.name].source} and {user.source}"
                 )
                 continue
             users[user.name] = user
-    return users

@@ -12,6 +12,9 @@ from .base import SchemeSpec
 
 SCHEME_MODULES: dict[str, str] = {
     "basic": "basic",
+    "digest": "digest",
+    "ntlm": "ntlm",
+    "negotiate": "negotiate",
 }
 
 SCHEME_NAMES = tuple(SCHEME_MODULES)

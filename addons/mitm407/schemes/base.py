@@ -63,6 +63,8 @@ class SchemeSpec:
     parse_options: OptionsParser
     build: Callable[[SchemeContext], Scheme]
     needs_cleartext: bool = False  # htpasswd hashes cannot serve it (Digest, NTLM)
+    # Secret kinds besides cleartext that serve it anyway (Digest: an htdigest HA1).
+    secret_kinds: frozenset[str] = frozenset()
 
 
 def split_authorization(value: str) -> tuple[str, str]:

@@ -1,0 +1,37 @@
+"""Read hop logs in tests: every line must validate against the shipped JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jsonschema
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "addons" / "mitm407" / "hoplog.schema.json"
+VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def read_hop_log(path: Path) -> list[dict]:
+    """All records of a hop log, each validated against the schema (a bad line fails the test)."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        record = json.loads(line)
+        errors = sorted(VALIDATOR.iter_errors(record), key=lambda e: list(e.path))
+        assert not errors, f"{path}:{number}: {errors[0].message} at {list(errors[0].path)}"
+        records.append(record)
+    return records
+
+
+def wait_for_record(path: Path, predicate, timeout: float = 10.0) -> dict:
+    """The first record matching ``predicate``; lines are written when flows end, so poll."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in read_hop_log(path):
+            if predicate(record):
+                return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching record in {path}:\n" + "\n".join(map(str, read_hop_log(path))))
+        time.sleep(0.05)

@@ -1,0 +1,90 @@
+"""The HopLog addon's hooks, called directly (mitmproxy's taddons/tflow): marks, headers, leaks."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.proxy import mode_specs
+from mitmproxy.test import taddons, tflow
+
+from hoplogcheck import read_hop_log
+from mitm407.addon import META_ANSWERED, META_AUTH
+from mitm407.hoplog import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
+from mitm407.results import AuthResult, Result
+from procs import basic, register_secret
+
+LEAKED_PW = register_secret("carl", "unit-leak-pw")
+
+
+def test_answer_of_this_proxy_gets_mark_comment_and_proxy_status(tmp_path):
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hop_name="edge", hoplog=str(tmp_path / "h.jsonl"))
+        flow = tflow.tflow(resp=True)
+        flow.response.status_code = 407
+        flow.metadata[META_ANSWERED] = True
+        flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+        hoplog.responseheaders(flow)
+        hoplog.response(flow)
+        hoplog.response(flow)  # a second end event never writes a second line
+    assert flow.marked == MARK_ANSWERED
+    assert flow.comment == "407 from edge (mitm407): no Proxy-Authorization header"
+    assert flow.response.headers.get_all("Via") == ["1.1 edge"]
+    assert flow.response.headers.get_all("Proxy-Status") == [
+        'edge; error=http_request_denied; details="no Proxy-Authorization header"'
+    ]
+    (record,) = read_hop_log(tmp_path / "h.jsonl")
+    assert record["answered_by"] == {"kind": "this-proxy", "hop": "edge"}
+    assert record["auth"] == {"scheme": None, "user": None, "result": "missing",
+                              "reason": "no Proxy-Authorization header"}
+
+
+def test_upstream_407_gets_its_own_mark():
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hop_name="edge")
+        flow = tflow.tflow(resp=True)
+        flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("upstream:http://127.0.0.1:3128")
+        flow.response.status_code = 407
+        flow.response.headers["Via"] = "1.1 squid-test (squid/5.7)"
+        hoplog.responseheaders(flow)
+    assert flow.marked == MARK_UPSTREAM_407 and flow.comment == "407 from upstream proxy squid-test"
+    assert flow.response.headers.get_all("Via") == ["1.1 squid-test (squid/5.7)", "1.1 edge"]
+    assert flow.response.headers.get_all("Proxy-Status") == ["edge"]
+
+
+def test_proxy_authorization_inside_a_tunnel_is_a_marked_finding():
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hop_via=False)
+        connect = tflow.tflow(resp=True)
+        connect.request.method = "CONNECT"
+        hoplog.http_connected(connect)
+        inner = tflow.tflow(client_conn=connect.client_conn)
+        inner.request.headers["Proxy-Authorization"] = basic("carl", LEAKED_PW)
+        hoplog.request(inner)
+    assert inner.marked == MARK_LEAK
+    assert inner.comment == (
+        "credential leak: Proxy-Authorization (basic, user 'carl') inside a CONNECT tunnel, sent to the origin"
+    )
+    assert "Via" not in inner.request.headers  # hop_via=False
+    assert LEAKED_PW not in inner.comment
+
+
+def test_upstream_mode_plain_http_proxy_authorization_is_not_a_leak():
+    hoplog = HopLog()
+    with taddons.context(hoplog):
+        flow = tflow.tflow()
+        flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("upstream:http://127.0.0.1:3128")
+        flow.request.headers["Proxy-Authorization"] = basic("carl", LEAKED_PW)  # for the upstream proxy
+        hoplog.request(flow)
+    assert flow.marked == "" and flow.request.headers.get_all("Via") == ["1.1 mitm407"]
+
+
+def test_unwritable_hop_log_while_running_is_an_option_error(tmp_path):
+    """Changed at run time (mitmweb's options editor): refused, the old value kept."""
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        hoplog.running()
+        with pytest.raises(exceptions.OptionsError, match="cannot open hop log"):
+            tctx.configure(hoplog, hoplog=str(tmp_path / "missing-dir" / "h.jsonl"))
