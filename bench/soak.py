@@ -10,7 +10,8 @@ each request with a unique path ``/soak/<kind>/<client>-<n>``. Afterwards it ass
 - no traceback in the proxy log;
 - the proxy's RSS grew less than 10 % between the end of the warm-up and the end;
 - when the hop log exists (``addons/mitm407/hoplog.py``, issue 4): every request's unique path
-  appears in exactly one hop-log line. Without it that check is skipped and says so.
+  appears in exactly one hop-log line, and there is one more line per CONNECT. Without it that check
+  is skipped and says so.
 
 Environment: ``SOAK_S`` (default 60), ``SOAK_CLIENTS`` (default 4), ``SOAK_WARMUP_S`` (default: a
 quarter of ``SOAK_S``).
@@ -66,6 +67,7 @@ class Tally:
     counts: collections.Counter = field(default_factory=collections.Counter)
     unexpected: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # unique paths the proxy must have logged
+    connects: int = 0  # CONNECT requests: one hop-log line each, besides the requests inside
 
     def record(self, kind: str, status: int, expected: int, request_id: str | None) -> None:
         with self.lock:
@@ -111,6 +113,8 @@ class Client(threading.Thread):
         conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, timeout=15, context=self.tls)
         conn.set_tunnel(f"127.0.0.1:{self.tls_origin.port}", headers={"Proxy-Authorization": credentials or ""})
         request_id = self.next_id()
+        with self.tally.lock:
+            self.tally.connects += 1
         try:
             conn.request("GET", f"/soak/tls/{request_id}")
             response = conn.getresponse()
@@ -161,8 +165,8 @@ def secret_forms() -> list[str]:
     return forms
 
 
-def hop_log_check(path: Path, ids: list[str]) -> tuple[bool, str]:
-    """Every unique request path in exactly one hop-log line."""
+def hop_log_check(path: Path, ids: list[str], connects: int) -> tuple[bool, str]:
+    """Every unique request path in exactly one hop-log line, and one line per CONNECT besides."""
     if not path.exists():
         return False, f"hop log {path} was not written"
     seen: collections.Counter[str] = collections.Counter()
@@ -173,8 +177,9 @@ def hop_log_check(path: Path, ids: list[str]) -> tuple[bool, str]:
             seen[request_id] += 1
     missing = [i for i in ids if seen[i] == 0]
     twice = [i for i, n in seen.items() if n > 1]
-    ok = not missing and not twice
-    return ok, f"{len(lines)} lines; {len(ids)} requests; missing {len(missing)}, more than once {len(twice)}"
+    ok = not missing and not twice and len(lines) == len(ids) + connects
+    return ok, (f"{len(lines)} lines for {len(ids)} requests and {connects} CONNECTs; "
+                f"missing {len(missing)}, more than once {len(twice)}")
 
 
 def main() -> int:
@@ -246,7 +251,7 @@ def main() -> int:
         if leaked_to_origin:
             failures.append(f"{len(leaked_to_origin)} requests reached the origin with Proxy-Authorization")
         if with_hoplog:
-            ok, detail = hop_log_check(hoplog, tally.ids)
+            ok, detail = hop_log_check(hoplog, tally.ids, tally.connects)
             say(f"hop log: {detail}")
             if not ok:
                 failures.append(f"hop log not exactly once per flow: {detail}")
