@@ -1,4 +1,5 @@
-"""Property-based tests (hypothesis) of every parser and generator: any input gives a result or the
+"""Property-based tests (hypothesis) of every parser and generator (Basic, auth-params, Via, Proxy-Status,
+NTLM tokens, htpasswd, rules, the scenario loader with faults): any input gives a result or the
 project's own error, never another exception; generators round-trip through their parsers.
 
 ``make test`` runs ``HYPOTHESIS_EXAMPLES`` (default 200) examples per property; ``make fuzz`` runs
@@ -8,6 +9,7 @@ the same properties much longer (``FUZZ_EXAMPLES``, default 20000).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import ipaddress
 import json
@@ -20,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mitm407 import hops
 from mitm407.authorizer import Action, Authorizer
 from mitm407.credentials import parse_htpasswd
 from mitm407.facts import RequestFacts
@@ -28,6 +31,7 @@ from mitm407.problems import Problems, ScenarioError
 from mitm407.results import Result
 from mitm407.rules import Match, client_in, compile_hosts
 from mitm407.scenario import Scenario, parse_scenario
+from mitm407.schemes import authparams, ntlm_acceptor
 from mitm407.schemes.base import printable, split_authorization
 from mitm407.schemes.basic import BasicCredentialsError, build_basic_challenge, parse_basic_credentials
 
@@ -316,3 +320,72 @@ def test_loader_mutated_scenario(position, insert, drop):
        tag=st.sampled_from(TAGS), value=st.text(max_size=10))
 def test_loader_tagged_values(key, tag, value):
     check_loader(f"version: 1\nusers: {{a: b}}\n{key}: {tag} {json.dumps(value)}\n")
+
+
+# -- auth-params (Digest), Via and Proxy-Status (hop log), NTLM tokens ----------------------------------
+
+TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+tokens = st.text(TCHAR, min_size=1, max_size=12)
+printable_ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+@fuzz
+@given(value=st.one_of(st.text(), st.lists(st.text(), max_size=3)))
+@example(value="Digest " + 'a="b",' * 2000)
+@example(value='Digest realm="x\\')
+def test_auth_params_any_text(value):
+    for parse in (authparams.parse_challenges, authparams.parse_auth_params, authparams.parse_credentials):
+        if parse is not authparams.parse_challenges and not isinstance(value, str):
+            continue
+        with contextlib.suppress(authparams.AuthParamError):
+            parse(value)
+
+
+@fuzz
+@given(scheme=tokens, params=st.dictionaries(tokens, printable_ascii, max_size=6))
+def test_challenge_round_trip(scheme, params):
+    """format_challenge(format_param(...)) parses back to the same scheme and parameters."""
+    params = {k: v for k, v in params.items() if k.lower() == k}  # names are compared lower-cased
+    formatted = authparams.format_challenge(scheme, [authparams.format_param(k, v) for k, v in params.items()])
+    parsed = authparams.parse_challenges(formatted)
+    assert [(c.scheme, c.params) for c in parsed] == [(scheme, params)]
+
+
+@fuzz
+@given(values=st.lists(st.text(), max_size=4))
+def test_via_and_proxy_status_any_text(values):
+    assert all(isinstance(e.received_by, str) for e in hops.parse_via(values))
+    assert all(isinstance(e.hop, str) for e in hops.parse_proxy_status(values))
+
+
+@fuzz
+@given(hop=st.text(min_size=1, max_size=60), others=st.lists(st.sampled_from(["1.0 squid", "1.1 e (x)"]), max_size=2))
+def test_via_round_trip(hop, others):
+    entries = hops.parse_via([", ".join([*others, hops.build_via(hop)])])
+    assert entries[-1] == hops.ViaEntry("1.1", hops.via_pseudonym(hop), None)
+    assert len(entries) == len(others) + 1
+
+
+@fuzz
+@given(
+    hop=printable_ascii.filter(str.strip),
+    error=st.sampled_from([None, "connection_refused", "destination_not_found"]),
+    details=st.one_of(st.none(), printable_ascii.filter(bool)),
+    next_hop=st.one_of(st.none(), printable_ascii.filter(bool)),
+)
+def test_proxy_status_round_trip(hop, error, details, next_hop):
+    [entry] = hops.parse_proxy_status([hops.build_proxy_status(hop, error, details, next_hop)])
+    assert (entry.hop, entry.error) == (hop, error)
+    assert entry.param("details") == details and entry.param("next-hop") == next_hop
+
+
+@fuzz
+@given(text=st.text(), raw=st.binary(max_size=64))
+def test_ntlm_tokens(text, raw):
+    for value in (text, base64.b64encode(raw).decode()):
+        try:
+            token = ntlm_acceptor.decode_token(value, "NTLM")
+        except ntlm_acceptor.TokenError:
+            continue
+        with contextlib.suppress(ntlm_acceptor.TokenError):
+            assert ntlm_acceptor.message_type(token) >= 0
