@@ -3,10 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp
+DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp chromium
 ARGS ?=
 
-.PHONY: demo test lint check-scenarios clean matrix teach bench bench-memory fuzz soak
+.PHONY: demo test lint check-scenarios clean matrix teach report-screenshot bench bench-memory fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ matrix: $(VENV)/.installed-test
 # The 401-vs-407 walk-through in the terminal (ARGS=--step to wait for Enter between steps)
 teach: $(VENV)/.installed
 	$(BIN)/python -m mitm407 demo 401-vs-407 $(ARGS)
+
+# docs/report-screenshot.png: a hop log from real proxies and curl, `report --html`, headless Chromium
+report-screenshot: $(VENV)/.installed-test
+	tools/ensure-debian-packages curl chromium
+	MITM407_SCREENSHOT=docs/report-screenshot.png $(BIN)/python -m pytest -q tests/test_e2e_report.py -k chromium
 
 test: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)

@@ -27,6 +27,14 @@ def ports_of(transcript: str) -> list[int]:
     return [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line)]
 
 
+PAD = " " * 28  # the transcript's right column
+
+
+def hop_lines(step: list[str]) -> list[str]:
+    """The Via / Proxy-Status lines of a step, and the line saying what they tell."""
+    return [line for line in step if line.startswith((f"{PAD}Via", f"{PAD}Proxy-Status", f"{PAD}(Proxy-Status"))]
+
+
 def assert_closed(ports: list[int]) -> None:
     for port in ports:
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -47,6 +55,11 @@ def test_piped_transcript():
     assert "  corp-proxy → client       HTTP/1.1 407 Proxy Authentication Required" in step1
     assert '                            Proxy-Authenticate: Basic realm="corp-proxy", charset="UTF-8"' in step1
     assert "  answered by corp-proxy: web-server and app never reached (the app saw 0 requests)" in step1
+    assert hop_lines(step1)[:3] == [
+        f"{PAD}Via: 1.1 corp-proxy",
+        f'{PAD}Proxy-Status: corp-proxy; error=http_request_denied; details="no Proxy-Authorization header"',
+        f"{PAD}(Proxy-Status names corp-proxy as the hop that answered: error=http_request_denied)",
+    ]
     # step 2: proxy credentials only: the web server answers 401
     step2 = lines[lines.index("Step 2 of 3: proxy credentials only") : lines.index(
         "Step 3 of 3: proxy and server credentials")]
@@ -55,12 +68,20 @@ def test_piped_transcript():
     assert "  web-server → client       HTTP/1.1 401 Unauthorized" in step2
     assert '                            WWW-Authenticate: Basic realm="web-server", charset="UTF-8"' in step2
     assert "  answered by web-server: app never reached (the app saw 0 requests)" in step2
+    assert hop_lines(step2) == [
+        f"{PAD}Via: 1.1 web-server",
+        f"{PAD}Via: 1.1 corp-proxy",
+        f'{PAD}Proxy-Status: web-server; error=http_request_denied; details="no Authorization header"',
+        f"{PAD}Proxy-Status: corp-proxy",
+        f"{PAD}(Proxy-Status names web-server as the hop that answered: error=http_request_denied)",
+    ]
     # step 3: both: the app answers 200 and saw neither credential
     step3 = lines[lines.index("Step 3 of 3: proxy and server credentials") :]
     assert "                            Authorization: Basic ‹web-user:•••›" in step3
     assert "  web-server → app          forwarded (web-user accepted)" in step3
     assert "  app → client              HTTP/1.1 200 OK" in step3
     assert "  answered by app: app received neither Proxy-Authorization nor Authorization" in step3
+    assert f"{PAD}(Via: the answer passed web-server, then corp-proxy; Proxy-Status: no hop reports an error)" in step3
     assert "unexpected" not in out
     for secret in SECRETS + TOKENS:
         assert secret not in out

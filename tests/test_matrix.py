@@ -62,6 +62,34 @@ def test_matrix_curl_and_requests(tmp_path: Path):
             assert secret not in text
 
 
+@pytest.mark.e2e
+def test_digest_columns_run_the_shipped_digest_scenarios(tmp_path: Path):
+    out = tmp_path / "docs" / "compat.md"
+    done = mitm407_cli("matrix", "-q", "--clients", "curl,urllib", "--cases", "digest-md5,digest-sha256",
+                       "-o", str(out), "--scenario-dir", str(SCENARIOS), timeout=120)
+    assert done.returncode == 0, done.stderr
+    markdown = out.read_text(encoding="utf-8")
+    rows = table(markdown)
+    # curl --proxy-digest waits for the 407 and answers it, MD5 (first of two challenges) and SHA-256 alike
+    assert row_of(rows, "curl ") == {"Digest MD5": "ok (answered 407)", "Digest SHA-256": "ok (answered 407)"}
+    urllib_row = row_of(rows, "Python urllib ")
+    assert urllib_row["Digest MD5"] == "ok (answered 407)"
+    cell = urllib_row["Digest SHA-256"]
+    assert cell.startswith("[fails (exit 1): ValueError: Unsupported digest authentication algorithm 'SHA-256'](")
+    link = re.search(r"\]\(([^)]+)\)", cell).group(1)
+    assert (out.parent / link).resolve() == (SCENARIOS / "digest-sha256-only.yaml").resolve()
+    assert "python/cpython#128192" in markdown
+    assert "s3cret:with:colons" not in markdown + done.stderr
+
+
+def test_every_case_of_a_registered_scheme_has_its_scenario():
+    from mitm407.schemes import SCHEME_MODULES
+
+    for case in CASES:
+        if case.scheme in SCHEME_MODULES:  # rows for schemes other branches add may wait
+            assert (SCENARIOS / case.scenario).is_file(), case
+
+
 def test_missing_client_and_missing_scenario(tmp_path: Path):
     ghost = Client("ghost", "ghost-client", lambda: first_line_version(["mitm407-no-such-client", "-V"], r"(\S+)"),
                    lambda attempt: Observation(200))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -27,7 +27,8 @@ class HopSummary:
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.flows += 1
-        answered = record.get("answered_by") or {}
+        answered = record.get("answered_by")
+        answered = answered if isinstance(answered, Mapping) else {}  # a hand-edited log: counted, not fatal
         self.answered_by[(str(answered.get("kind", "none")), str(answered.get("hop", "")))] += 1
         status = record.get("status")
         self.status[str(status) if status is not None else "none"] += 1
@@ -36,7 +37,8 @@ class HopSummary:
         error = record.get("error")
         if isinstance(error, Mapping) and error.get("type"):
             self.errors[str(error["type"])] += 1
-        for finding in record.get("findings") or ():
+        findings = record.get("findings")
+        for finding in findings if isinstance(findings, list) else ():
             if isinstance(finding, Mapping):
                 self.findings[str(finding.get("kind", "unknown"))] += 1
 
@@ -54,9 +56,8 @@ class HopSummary:
         }
 
 
-def summarize_lines(lines: Iterable[str]) -> HopSummary:
-    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
-    summary = HopSummary()
+def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
+    """Each non-blank line as a record, or None when it is not a JSON object."""
     for line in lines:
         if not line.strip():
             continue
@@ -64,14 +65,21 @@ def summarize_lines(lines: Iterable[str]) -> HopSummary:
             record = json.loads(line)
         except ValueError:
             record = None
-        if isinstance(record, dict):
-            summary.add(record)
-        else:
+        yield record if isinstance(record, dict) else None
+
+
+def summarize_lines(lines: Iterable[str]) -> HopSummary:
+    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
+    summary = HopSummary()
+    for record in parse_lines(lines):
+        if record is None:
             summary.bad_lines += 1
+        else:
+            summary.add(record)
     return summary
 
 
-def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
+def sections(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
     answered = [(f"{row['kind']} {row['hop']}".rstrip(), row["flows"]) for row in data["answered_by"]]
     return [
         ("answered by", answered),
@@ -89,7 +97,7 @@ def _headline(data: Mapping[str, Any]) -> str:
 
 def format_text(data: Mapping[str, Any]) -> str:
     lines = [f"hop log: {_headline(data)}"]
-    for title, rows in _sections(data):
+    for title, rows in sections(data):
         if rows:
             lines.append(f"  {title}:")
             lines += [f"    {label:<40} {count:>6}" for label, count in rows]
@@ -100,7 +108,7 @@ def format_text(data: Mapping[str, Any]) -> str:
 
 def format_markdown(data: Mapping[str, Any]) -> str:
     lines = [f"**hop log: {_headline(data)}**"]
-    for title, rows in _sections(data):
+    for title, rows in sections(data):
         lines += ["", f"| {title} | flows |", "|---|---:|"]
         lines += [f"| {label.replace('|', '/')} | {count} |" for label, count in rows] or ["| (none) | 0 |"]
     return "\n".join(lines) + "\n"

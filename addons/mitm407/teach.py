@@ -6,7 +6,9 @@ Three requests, each printed hop by hop with the headers that matter: none
 (the proxy answers 407, nothing behind it is reached), proxy credentials only
 (the web server answers 401), both (the app answers 200, having seen neither
 credential). Who answered is read from what came back (the refusing hop
-names itself in its body, the app counts its requests), never assumed.
+names itself in its body and in its ``Proxy-Status`` member, the app counts
+its requests), never assumed; the ``Via``/``Proxy-Status`` headers the hops
+add are shown as they arrived.
 Credentials are shown as ``Basic ‹user:•••›``: the transcript never holds a
 password, not even these public demo ones.
 """
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TextIO
 
+from .hops import parse_proxy_status, parse_via
 from .lab import Mitmdump, start_mitm407
 from .scenario import load_scenario, resolve_scenario_path
 
@@ -226,6 +229,15 @@ def show_topology(lab: Lab, say: Printer) -> None:
         f"(user {lab.server_user[0]}), refuses with 401 + WWW-Authenticate")
 
 
+def hop_trace(answer: Exchange) -> str:
+    """What Via and Proxy-Status say: the member with error= names the hop that answered (RFC 9209)."""
+    refusing = [e for e in parse_proxy_status(answer.header("Proxy-Status")) if e.error]
+    if refusing:
+        return f"(Proxy-Status names {refusing[-1].hop} as the hop that answered: error={refusing[-1].error})"
+    passed = ", then ".join(e.received_by for e in parse_via(answer.header("Via")))
+    return f"(Via: the answer passed {passed}; Proxy-Status: no hop reports an error)"
+
+
 def run_step(lab: Lab, step: Step, say: Printer) -> bool:
     """Send one request, print it hop by hop; True when the expected hop answered as taught."""
     style = say.style
@@ -248,9 +260,10 @@ def run_step(lab: Lab, step: Step, say: Printer) -> bool:
     if answered_by == APP:
         say.line(say.arrow(SERVER_HOP, APP), style(f"forwarded ({lab.server_user[0]} accepted)", "dim"))
     say.line(say.arrow(answered_by, "client"), style.status(answer.status, f"HTTP/1.1 {answer.status} {answer.reason}"))
-    for name in ("Proxy-Authenticate", "WWW-Authenticate"):
+    for name in ("Proxy-Authenticate", "WWW-Authenticate", "Via", "Proxy-Status"):
         for value in answer.header(name):
             say.line("", f"{name}: {value}")
+    say.line("", style(hop_trace(answer), "dim"))
     if refused or answer.status == 200:
         body = refused.group(0) if refused else answer.body.strip()
         say.line("", style(f'body: "{body}"', "dim"))

@@ -79,20 +79,21 @@ CASES: tuple[Case, ...] = (
     Case(
         "digest-md5",
         "Digest MD5",
-        "digest-md5.yaml",
+        "digest.yaml",
         user="alice",
         challenge=True,
         scheme="digest",
-        explain="Digest with algorithm=MD5 (RFC 7616).",
+        explain="Digest (RFC 7616), two challenges in one 407: MD5 first, then SHA-256; a client answers the "
+        "first it supports. Password with colons.",
     ),
     Case(
         "digest-sha256",
         "Digest SHA-256",
-        "digest-sha256.yaml",
+        "digest-sha256-only.yaml",
         user="alice",
         challenge=True,
         scheme="digest",
-        explain="Digest with algorithm=SHA-256 only (RFC 7616).",
+        explain="Digest with algorithm=SHA-256 only, no MD5 (RFC 7616).",
     ),
     Case("ntlm", "NTLM", "ntlm.yaml", user="alice", challenge=True, scheme="ntlm", explain="NTLM handshake."),
 )

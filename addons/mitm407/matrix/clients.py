@@ -155,13 +155,16 @@ def python_package_version(name: str) -> str | None:
 # -- curl -------------------------------------------------------------------------
 
 
+CURL_SCHEME_OPTIONS = {"digest": "--proxy-digest", "ntlm": "--proxy-ntlm"}
+
+
 def run_curl(a: Attempt) -> Observation:
     args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_connect}", "--max-time", "30"]
     args += ["-x", a.proxy_url(with_credentials=False)]
     if a.user is not None:
         args += ["--proxy-user", f"{a.user}:{a.password}"]
-        if a.challenge:
-            args += ["--proxy-anyauth"]
+        if a.challenge:  # the scheme's own option: curl sends nothing until the 407 names it
+            args += [CURL_SCHEME_OPTIONS.get(a.scheme, "--proxy-anyauth")]
     if a.ca_file:
         args += ["--cacert", a.ca_file]
     code, output = execute([*args, a.url])

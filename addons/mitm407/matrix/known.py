@@ -30,3 +30,21 @@ KNOWN: dict[tuple[str, str], str] = {
     ("java-tunnel-basic", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a "
     "Proxy-Authenticate challenge, never preemptively",
 }
+
+_NO_DIGEST = {
+    "requests": "requests has no Digest for proxies (HTTPDigestAuth answers 401 only): it sends Basic from the "
+    "proxy URL",
+    "httpx": "httpx sends Basic from the proxy URL only; no Digest for proxies",
+    "pip": "pip (requests) sends Basic from the proxy URL only, and hides the 407",
+    "node": "node:http has no proxy support; the code must build Proxy-Authorization itself (here: Basic)",
+    "undici": "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; no Digest",
+}
+_NO_DIGEST["java"] = _NO_DIGEST["java-tunnel-basic"] = (
+    "java.net.http.HttpClient answers Basic challenges only (OpenJDK's jdk.internal.net.http.AuthenticationFilter: "
+    '"Implementation of Http Basic authentication")'
+)
+KNOWN.update({(client, case): text for client, text in _NO_DIGEST.items() for case in ("digest-md5", "digest-sha256")})
+KNOWN[("urllib", "digest-sha256")] = (
+    "urllib's ProxyDigestAuthHandler knows MD5 and SHA-1 only: ValueError for SHA-256 (python/cpython#128192; "
+    "SHA-256 support from Python 3.14, python/cpython#128193)"
+)

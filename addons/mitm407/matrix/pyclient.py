@@ -30,7 +30,10 @@ def with_urllib(args: argparse.Namespace) -> int:
     handlers: list[urllib.request.BaseHandler] = []
     if args.challenge and args.user is not None:
         passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-        passwords.add_password(None, f"127.0.0.1:{args.proxy_port}", args.user, args.password)
+        # the Basic handler looks the password up by the proxy's host:port, the Digest one by the
+        # target URL (AbstractDigestAuthHandler uses req.full_url): register both, as a user must
+        for where in (f"127.0.0.1:{args.proxy_port}", args.url):
+            passwords.add_password(None, where, args.user, args.password)
         handlers_by_scheme = {"digest": urllib.request.ProxyDigestAuthHandler}
         handler = handlers_by_scheme.get(args.challenge, urllib.request.ProxyBasicAuthHandler)
         handlers.append(handler(passwords))
