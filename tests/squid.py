@@ -22,6 +22,7 @@ from procs import free_port, stop_process, wait_for_port
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
+DIGEST_AUTH = "/usr/lib/squid/digest_file_auth"
 VISIBLE_HOSTNAME = "squid-test"
 
 
@@ -63,13 +64,23 @@ def apr1_hash(password: str) -> str:
     return result.stdout.strip()
 
 
-def start_squid(log_copy: Path, users: dict[str, str], realm: str = "Squid test proxy") -> Squid:
-    """Squid requiring Basic proxy auth for every request; its logs end up in ``log_copy``."""
+def start_squid(
+    log_copy: Path, users: dict[str, str], realm: str = "Squid test proxy", digest_realm: str | None = None
+) -> Squid:
+    """Squid requiring Basic proxy auth for every request; its logs end up in ``log_copy``.
+
+    With ``digest_realm`` it offers Digest first (``digest_file_auth``, same users), then Basic.
+    """
     directory = Path(tempfile.mkdtemp(prefix="mitm407-squid-"))
     directory.chmod(0o777)
     htpasswd = directory / "htpasswd"
     htpasswd.write_text("".join(f"{user}:{apr1_hash(pw)}\n" for user, pw in users.items()), encoding="utf-8")
     htpasswd.chmod(0o644)
+    digest = ""
+    if digest_realm is not None:
+        (directory / "digest").write_text("".join(f"{u}:{pw}\n" for u, pw in users.items()), encoding="utf-8")
+        (directory / "digest").chmod(0o644)
+        digest = f"auth_param digest program {DIGEST_AUTH} {directory}/digest\nauth_param digest realm {digest_realm}\n"
     port = free_port()
     config = directory / "squid.conf"
     config.write_text(
@@ -82,7 +93,7 @@ access_log {directory}/access.log
 coredump_dir {directory}
 cache deny all
 shutdown_lifetime 1 seconds
-auth_param basic program {NCSA_AUTH} {htpasswd}
+{digest}auth_param basic program {NCSA_AUTH} {htpasswd}
 auth_param basic realm {realm}
 auth_param basic children 2
 acl authed proxy_auth REQUIRED

@@ -28,12 +28,14 @@ from .hopname import add_hop_name_option
 from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
+from .shape import build_shaped_answer
 
 logger = logging.getLogger("mitm407")
 
 META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
 META_ANSWERED = "mitm407.answered"  # this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
+META_SHAPED = "mitm407.shaped"  # the answer is a scenario's exact response shape: add no header to it
 META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
 META_NEEDS_BODY = "mitm407.needs_body"  # decision deferred to the request hook (Digest auth-int)
 
@@ -76,10 +78,10 @@ def _request_target(flow: http.HTTPFlow) -> str:
 
 def to_response(answer: Answer) -> http.Response:
     headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
-    if not any(k.lower() == "content-type" for k, _ in answer.headers):
+    if not answer.complete and not any(k.lower() == "content-type" for k, _ in answer.headers):
         headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
-    if answer.close:
-        headers.append((b"Connection", b"close"))
+    if answer.close and (b"Connection", b"close") not in headers:  # mitmproxy closes after Connection: close
+        headers = [h for h in headers if h[0].lower() != b"connection"] + [(b"Connection", b"close")]
     response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
     response.reason = answer.reason_phrase
     return response
@@ -378,7 +380,22 @@ class Addon:
         """Answer the flow ourselves; returns every fault that fired on it, answer faults included."""
         assert self.authorizer is not None and self.faults is not None
         hop = ctx.options.hop_name
-        if verdict.action is Action.DENY:
+        deny = verdict.action is Action.DENY
+        shaped = None
+        if is_proxy and self.authorizer.scenario.response is not None:  # a captured proxy's shape
+            stale = verdict.auth.result is Result.STALE
+            shaped = build_shaped_answer(
+                self.authorizer.scenario.response,
+                verdict.auth,
+                facts,
+                lambda name: self.authorizer.challenges_of(name, facts, stale),
+                lambda: self.authorizer.challenges(facts, stale),
+                hop,
+                deny=deny,
+            )
+        if shaped is not None:
+            answer = shaped
+        elif deny:
             answer = build_denial(verdict.auth, hop)
         else:
             result = verdict.auth.result
@@ -388,6 +405,8 @@ class Addon:
         answer, fired = self.faults.rewrite(answer, decision, facts)  # faults on the answer
         flow.response = to_response(answer)
         flow.metadata[META_ANSWERED] = True
+        if answer.complete:
+            flow.metadata[META_SHAPED] = True
         auth = verdict.auth
         logger.info(
             "mitm407: %s %s %s -> %d: %s%s",

@@ -99,6 +99,10 @@ class Authorizer:
         """Every scheme's challenges, in the scenario's order."""
         return [c for scheme in self.schemes for c in scheme.challenges(facts, stale)]
 
+    def challenges_of(self, name: str, facts: RequestFacts, stale: bool = False) -> list[str]:
+        """One scheme's challenges (a response shape places each scheme itself); [] if not offered."""
+        return next((s.challenges(facts, stale) for s in self.schemes if s.name == name), [])
+
     def connection_closed(self, connection_id: str) -> None:
         for scheme in self.schemes:
             scheme.connection_closed(connection_id)

@@ -21,6 +21,7 @@ class Answer:
     body: str
     reason: str = ""
     close: bool = False  # send Connection: close (faults use it)
+    complete: bool = False  # headers are the whole header block (a scenario's response shape)
 
     @property
     def reason_phrase(self) -> str:

@@ -21,6 +21,8 @@ COMMANDS = (
     "demo",
     "report",
     "chain",
+    "run",
+    "capture",
 )
 
 
@@ -35,8 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose arguments go on to another program: argparse would take their
+# leading options (``run -p 3128``) for its own, so a ``--`` is put in front.
+PASSTHROUGH = ("run",)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] in PASSTHROUGH and argv[1].startswith("-") and argv[1] not in ("-h", "--help", "--"):
+        argv.insert(1, "--")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -22,7 +22,7 @@ from typing import IO, Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE
+from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED
 from .hopname import add_hop_name_option
 from .hops import (
     Attribution,
@@ -205,9 +205,11 @@ class HopLog:
             return  # mitmproxy sends no headers on an established tunnel (Android emulators break)
         hop = ctx.options.hop_name
         attribution = attribute_hop(self.facts(flow))
-        if ctx.options.hop_via:
+        # a scenario's response shape is the whole header block (list Via there if wanted)
+        shaped = answered_here and flow.metadata.get(META_SHAPED)
+        if ctx.options.hop_via and not shaped:
             response.headers.add("Via", build_via(hop))
-        if ctx.options.hop_proxy_status:
+        if ctx.options.hop_proxy_status and not shaped:
             if attribution.kind is Kind.THIS_PROXY and attribution.error_type:
                 member = build_proxy_status(hop, attribution.error_type, attribution.details)
             else:

@@ -22,6 +22,7 @@ from .credentials import Secret, User, parse_htdigest, parse_htpasswd, resolve_p
 from .problems import Problems, ScenarioError
 from .rules import OUTCOMES, Outcome, Rule, Rules, parse_rules
 from .schemes import SCHEME_NAMES, spec_for
+from .shape import ResponseShapes, parse_response
 from .yamlnodes import Mapping, Reader, compose
 
 SCENARIO_VERSION = 1
@@ -48,6 +49,7 @@ class Scenario:
     login_hint: str = ""
     cache: CacheConfig = field(default_factory=CacheConfig)
     files: tuple[str, ...] = ()  # every file read: the reload watcher stats them
+    response: ResponseShapes | None = None  # exact shape of refusals (``response:``, see shape.py)
 
     def rule_list(self) -> tuple[Rule, ...]:
         return self.rules.rules
@@ -153,6 +155,7 @@ def parse_scenario(
         login_hint=top.text("login_hint", "") or "",
         cache=cache,
         files=tuple(files),
+        response=parse_response(reader, top.mapping("response"), schemes),
     )
     top.finish()
     needs_users = default is Outcome.REQUIRED or any(r.outcome is Outcome.REQUIRED for r in rules)
