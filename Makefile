@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp chromium
 ARGS ?=
 
-.PHONY: demo test lint check-scenarios clean matrix teach report-screenshot
+.PHONY: demo test lint check-scenarios clean matrix teach report-screenshot bench bench-memory fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,12 +40,31 @@ report-screenshot: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
 	@$(BIN)/python -c "import sys, mitmproxy.version as v; print('testing with Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
-	$(BIN)/ruff check addons tests
+	$(BIN)/ruff check addons tests bench
 	$(BIN)/python -m mitm407 check scenarios/*.yaml
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check addons tests
+	$(BIN)/ruff check addons tests bench
+
+# Not part of `make test`: they load the machine (see README "Performance").
+# bench: BENCH_DURATION (s per measurement), BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_ONLY (config keys)
+bench: $(VENV)/.installed-test
+	tools/ensure-debian-packages nginx-light wrk
+	cd bench && $(abspath $(BIN))/python run.py
+
+# bench-memory: MEMORY_ENTRIES (default 1000000), MEMORY_USERS (default 100000)
+bench-memory: $(VENV)/.installed-test
+	cd bench && $(abspath $(BIN))/python memory.py
+
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(VENV)/.installed-test
+	HYPOTHESIS_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_properties.py
+
+# soak: SOAK_S (default 60), SOAK_CLIENTS (default 4)
+soak: $(VENV)/.installed-test
+	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
+	cd bench && $(abspath $(BIN))/python soak.py
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache build *.egg-info

@@ -94,14 +94,24 @@ def test_bcrypt_verified_once_then_cached(monkeypatch):
     for _ in range(50):
         assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
     assert len(calls) == 1
-    # a wrong password never hits the cache: it is checked (and fails) every time
+    # a wrong password is never accepted; its refusal cost a bcrypt, so it is cached too:
+    # a client retrying it does not cost the proxy 50 ms per request
     for _ in range(3):
         assert scheme.verify(token("alice:wrong"), FACTS).result is Result.BAD_CREDENTIALS
-    assert len(calls) == 4
-    # after the TTL the good password is verified again
+    assert len(calls) == 2
+    assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
+    # after the TTL both are verified again
     clock.now += 61
     assert scheme.verify(token("alice:pw"), FACTS).result is Result.OK
-    assert len(calls) == 5
+    assert scheme.verify(token("alice:wrong"), FACTS).result is Result.BAD_CREDENTIALS
+    assert len(calls) == 4
+
+
+def test_cheap_refusals_are_not_cached():
+    scheme = scheme_with(Secret("cleartext", "pw"), Clock())
+    for attempt in ("alice:wrong", "mallory:pw", "nocolon"):
+        assert not scheme.verify(token(attempt), FACTS).ok
+    assert len(scheme._verified) == 0
 
 
 def test_cache_is_bounded():

@@ -52,7 +52,9 @@ def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFact
     return RequestFacts(
         method=request.method.upper(),
         target=request.authority if is_connect else _request_target(flow),
-        host=request.pretty_host.lower().strip("[]"),
+        # To a proxy the destination is the request-target's host, which mitmproxy connects to; the
+        # Host header could name a bypassed host for a request that goes elsewhere (and costs a parse).
+        host=(request.host if is_proxy_mode(flow.client_conn) else request.pretty_host).lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
         client_ip=str(peer[0]) if peer else "",

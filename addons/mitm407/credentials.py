@@ -215,4 +215,6 @@ def resolve_password(spec: str, base: Path, env: Mapping[str, str] | None = None
             return path.read_text(encoding="utf-8").rstrip("\r\n"), ""
         except OSError as e:
             return None, f"cannot read password file {path}: {e.strerror}"
+        except ValueError:  # a NUL or a lone surrogate in the name
+            return None, f"cannot read password file {ascii(str(path))}: not a valid file name"
     return spec, ""

@@ -285,6 +285,8 @@ class HopLog:
         if flow.metadata.get(META_LOGGED):
             return
         flow.metadata[META_LOGGED] = True
+        if self.out is None and flow.response is not None:
+            return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
         attribution = attribute_hop(self.facts(flow))
         if flow.response is None:
             self.mark(flow, attribution)

@@ -224,6 +224,9 @@ def _read_user_files(
         except OSError as e:
             reader.error(node, f"cannot read {key} file {path}: {e.strerror}")
             continue
+        except ValueError:  # a NUL or a lone surrogate in the name
+            reader.error(node, f"cannot read htpasswd file {ascii(str(path))}: not a valid file name")
+            continue
         files.append(str(path.resolve()))
         for user in parse(text, str(path), reader.problems):
             if user.name in users:

@@ -34,8 +34,6 @@ def compose(text: str, file: str) -> Node | None:
         raise ScenarioError(problems.items) from None
 
 
-_constructor = yaml.constructor.SafeConstructor()
-
 _TYPE_NAMES = {
     "tag:yaml.org,2002:str": "a string",
     "tag:yaml.org,2002:int": "an integer",
@@ -49,12 +47,26 @@ _TYPE_NAMES = {
 
 def describe(node: Node) -> str:
     """What a node is, in words, for "expected X, got Y" messages."""
-    return _TYPE_NAMES.get(node.tag, node.tag)
+    name = _TYPE_NAMES.get(node.tag, node.tag)
+    if isinstance(node, yaml.ScalarNode) and scalar_value(node) is INVALID:  # e.g. ``!!int abc``
+        return f"'{node.value[:40]}' marked as {name}, which it is not"
+    return name
+
+
+INVALID = object()  # a scalar whose tag cannot be constructed: every typed read reports it
 
 
 def scalar_value(node: Node) -> Any:
-    """The Python value of a scalar node (int, float, bool, None or str)."""
-    return _constructor.construct_object(node, deep=True)
+    """The Python value of a scalar node (int, float, bool, None or str), or ``INVALID``.
+
+    Explicit tags (``!!int abc``, ``!!python/object:...``) fail to construct;
+    the caller then reports "must be an integer, got ..." with the node's place.
+    """
+    try:
+        # a fresh constructor: a shared one keeps every node it ever built (and any it failed on)
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except Exception:  # user text: any failure to construct means "not a valid value", reported by the caller
+        return INVALID
 
 
 class Reader:

@@ -4,8 +4,9 @@ mitmproxy's built-in option splits the decoded credentials on every colon
 and runs bcrypt on every request. Here the password is split on the first
 colon only, UTF-8 is declared and accepted, comparisons are constant-time, and
 a successful check is cached under a keyed hash of the whole credentials
-token, so a wrong password can never hit the cache and the per-request path
-of a known client is a dictionary lookup.
+token, so a wrong password can never hit a cached success and the per-request
+path of a known client is a dictionary lookup. A wrong password checked against
+a slow hash is cached as a refusal, so a client retrying it costs no bcrypt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..facts import RequestFacts
@@ -81,7 +83,8 @@ class BasicScheme:
         self._challenge = build_basic_challenge(context.realm, self.options.charset)
         self._key = os.urandom(32)
         # keyed hash of the token -> (result, expiry); only successes go in.
-        self._verified: dict[bytes, tuple[AuthResult, float]] = {}
+        # OrderedDict: evicting the oldest is O(1) (a dict's first key is not, after many deletes).
+        self._verified: OrderedDict[bytes, tuple[AuthResult, float]] = OrderedDict()
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         return [self._challenge]
@@ -97,25 +100,30 @@ class BasicScheme:
             if hit[1] > now:
                 return hit[0]
             del self._verified[key]
-        result = self._check(credentials)
-        if result.result is Result.OK:
+        result, slow = self._check(credentials)
+        # Successes, and refusals that cost a slow hash: a client retrying a wrong password
+        # would run bcrypt (~50 ms of the proxy's only thread) on every request. A cached
+        # refusal stays a refusal; the key covers the whole token, so any change re-checks.
+        if result.result is Result.OK or slow:
             if len(self._verified) >= self.context.cache_size:
-                del self._verified[next(iter(self._verified))]  # oldest first
+                self._verified.popitem(last=False)  # oldest first
             self._verified[key] = (result, now + self.context.cache_ttl)
         return result
 
-    def _check(self, credentials: str) -> AuthResult:
+    def _check(self, credentials: str) -> tuple[AuthResult, bool]:
+        """The result, and whether it cost a slow hash."""
         try:
             user, password = parse_basic_credentials(credentials)
         except BasicCredentialsError as e:
-            return AuthResult(Result.MALFORMED, str(e), "basic")
+            return AuthResult(Result.MALFORMED, str(e), "basic"), False
         shown = printable(user)
         entry = self.context.users.get(user)
         if entry is None:
-            return AuthResult(Result.UNKNOWN_USER, f"unknown user '{shown}'", "basic", shown)
+            return AuthResult(Result.UNKNOWN_USER, f"unknown user '{shown}'", "basic", shown), False
         if not entry.secret.verify(password):
-            return AuthResult(Result.BAD_CREDENTIALS, f"wrong password for user '{shown}'", "basic", shown)
-        return AuthResult(Result.OK, f"valid Basic credentials for '{shown}'", "basic", user)
+            refused = AuthResult(Result.BAD_CREDENTIALS, f"wrong password for user '{shown}'", "basic", shown)
+            return refused, entry.secret.slow
+        return AuthResult(Result.OK, f"valid Basic credentials for '{shown}'", "basic", user), entry.secret.slow
 
     def connection_closed(self, connection_id: str) -> None:
         pass
