@@ -42,16 +42,39 @@ ROUNDS = 5
 HOOKS = ("requestheaders", "request", "responseheaders", "response")
 
 
-def make_scenario() -> Any:
+BASIC = 'version: 1\nusers: {bench: "pw"}\nschemes: [basic]\n'
+DIGEST = ('version: 1\nusers: {bench: "pw"}\nschemes: [digest]\n'
+          "digest: {algorithms: [MD5], qop: [], rfc2069: true, nonce_ttl: 86400}\n")  # as bench/run.py's row
+
+
+def make_scenario(text: str = BASIC) -> Any:
     folder = Path(tempfile.mkdtemp(prefix="mitm407-hotpath-"))
-    return parse_scenario('version: 1\nusers: {bench: "pw"}\nschemes: [basic]\n', str(folder / "s.yaml"), folder)
+    return parse_scenario(text, str(folder / "s.yaml"), folder)
 
 
-def make_flow_factory() -> Callable[[bool], Any]:
-    """A factory of absolute-form proxy flows (regular mode), with or without Basic credentials."""
+def digest_answer(addon: Addon) -> str:
+    """An RFC 2069 answer to one of the addon's challenges, replayed on every request like the wrk row."""
+    import hashlib
+    import re
+
+    from mitm407.addon import request_facts
+
+    flow = make_flow_factory()(False)
+    challenge = addon.authorizer.challenges(request_facts(flow))[0]
+    params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    realm, nonce, uri = params["realm"], params["nonce"], flow.request.url
+    answer = md5(f"{md5(f'bench:{realm}:pw')}:{nonce}:{md5(f'GET:{uri}')}")
+    return (f'Digest username="bench", realm="{realm}", nonce="{nonce}", uri="{uri}", response="{answer}", '
+            "algorithm=MD5")
+
+
+def make_flow_factory(header: str = "Basic " + base64.b64encode(b"bench:pw").decode()) -> Callable[[bool], Any]:
+    """A factory of absolute-form proxy flows (regular mode), with or without credentials."""
     from mitmproxy.test import tflow
-
-    header = "Basic " + base64.b64encode(b"bench:pw").decode()
 
     def flow(with_credentials: bool) -> Any:
         f = tflow.tflow()
@@ -155,6 +178,13 @@ def all_addons_costs(n: int, profile: bool = False) -> dict[str, float]:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         tctx.options.hoplog = ""
+        addons[0].install(make_scenario(DIGEST))
+        make_digest_flow = make_flow_factory(digest_answer(addons[0]))
+        costs["all_addons_digest_us"] = best_cpu_us(run, lambda: (make_digest_flow(True), origin_response()), n)
+        probe = make_digest_flow(True)
+        run((probe, origin_response()))
+        if probe.response.status_code != 200:
+            raise RuntimeError("the Digest answer of the hot path benchmark was refused")
     return costs
 
 
