@@ -17,6 +17,7 @@ never a crash. Sizes are bounded before any work is done.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -29,6 +30,12 @@ MAX_VALUE = 4096  # characters of one parameter value
 TCHAR = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)
 TOKEN68_CHARS = frozenset("-._~+/" + string.ascii_letters + string.digits)
 _OWS = " \t"
+# The same character classes as regular expressions: the scanner consumes runs of them in C, not a
+# character at a time in Python (Digest parses every request's credentials).
+_TOKEN_RUN = re.compile(r"[!#$%&'*+\-.^_`|~A-Za-z0-9]*")
+_TOKEN68_RUN = re.compile(r"[\-._~+/A-Za-z0-9]*")
+_OWS_RUN = re.compile(r"[ \t]*")
+_QDTEXT_RUN = re.compile(r'[^"\\\x00-\x08\x0a-\x1f\x7f]*')  # neither quote, backslash nor control
 
 
 class AuthParamError(ValueError):
@@ -66,8 +73,7 @@ class _Scanner:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def skip_ows(self) -> None:
-        while self.peek() and self.peek() in _OWS:
-            self.pos += 1
+        self.pos = _OWS_RUN.match(self.text, self.pos).end()
 
     def skip_list_separators(self) -> None:
         """``OWS *( "," OWS )``: empty list elements are allowed (RFC 9110 §5.6.1.2)."""
@@ -78,8 +84,7 @@ class _Scanner:
 
     def token(self) -> str:
         start = self.pos
-        while self.peek() and self.peek() in TCHAR:
-            self.pos += 1
+        self.pos = _TOKEN_RUN.match(self.text, start).end()
         return self.text[start : self.pos]
 
     def quoted_string(self) -> str:
@@ -87,7 +92,15 @@ class _Scanner:
         assert self.peek() == '"'
         self.pos += 1
         out: list[str] = []
+        size = 0
         while True:
+            run = _QDTEXT_RUN.match(self.text, self.pos)
+            if run.end() > self.pos:  # plain characters, in one piece
+                out.append(run.group())
+                size += run.end() - self.pos
+                self.pos = run.end()
+                if size > self.max_value:
+                    raise AuthParamError(f"parameter value too long (limit {self.max_value} characters)")
             ch = self.peek()
             if not ch:
                 raise AuthParamError("unterminated quoted string")
@@ -102,7 +115,8 @@ class _Scanner:
             if ch != "\t" and (ord(ch) < 0x20 or ord(ch) == 0x7F):
                 raise AuthParamError(f"control character 0x{ord(ch):02x} in a quoted string")
             out.append(ch)
-            if len(out) > self.max_value:
+            size += 1
+            if size > self.max_value:
                 raise AuthParamError(f"parameter value too long (limit {self.max_value} characters)")
 
     def looks_like_param(self) -> bool:
@@ -145,8 +159,7 @@ class _Scanner:
     def token68(self) -> str | None:
         """A token68 that ends the element (followed by OWS and "," or the end), else None."""
         start = self.pos
-        while self.peek() and self.peek() in TOKEN68_CHARS:
-            self.pos += 1
+        self.pos = _TOKEN68_RUN.match(self.text, start).end()
         if self.pos == start:
             return None
         while self.peek() == "=":
