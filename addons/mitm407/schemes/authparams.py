@@ -36,6 +36,14 @@ _TOKEN_RUN = re.compile(r"[!#$%&'*+\-.^_`|~A-Za-z0-9]*")
 _TOKEN68_RUN = re.compile(r"[\-._~+/A-Za-z0-9]*")
 _OWS_RUN = re.compile(r"[ \t]*")
 _QDTEXT_RUN = re.compile(r'[^"\\\x00-\x08\x0a-\x1f\x7f]*')  # neither quote, backslash nor control
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# One well-formed ``auth-param`` and its list separator: the fast path of ``parse_auth_params``.
+_SIMPLE_PARAM = re.compile(
+    r"[ \t]*([!#$%&'*+\-.^_`|~A-Za-z0-9]+)[ \t]*=[ \t]*"
+    r'(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"|([!#$%&\'*+\-.^_`|~A-Za-z0-9]+))'
+    r"[ \t]*(?:,|\Z)"
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 class AuthParamError(ValueError):
@@ -239,8 +247,38 @@ def parse_credentials(value: str, max_params: int = MAX_PARAMS, max_value: int =
     return credentials
 
 
+def _simple_auth_params(text: str, max_params: int, max_value: int) -> dict[str, str] | None:
+    """The params of a value written the usual way (``a="x", b=y``), else None: the scanner decides.
+
+    Digest parses every request's credentials; this reads the common case with
+    one regular expression per parameter. Anything unusual (empty list
+    elements, a duplicate, a limit reached, junk) goes to ``_Scanner``, which
+    gives the exact result or error.
+    """
+    if len(text) > MAX_INPUT:
+        return None
+    params: dict[str, str] = {}
+    pos, end = 0, len(text)
+    while pos < end:
+        m = _SIMPLE_PARAM.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        name, quoted, token = m.group(1).lower(), m.group(2), m.group(3)
+        value = token if quoted is None else (_QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted)
+        if name in params or len(params) >= max_params or len(value) > max_value:
+            return None
+        params[name] = value
+        if m.end() == end and text.endswith(","):
+            return None  # a trailing comma: the scanner's business
+        pos = m.end()
+    return params
+
+
 def parse_auth_params(text: str, max_params: int = MAX_PARAMS, max_value: int = MAX_VALUE) -> dict[str, str]:
     """``#auth-param`` alone: the part of credentials after the scheme name."""
+    simple = _simple_auth_params(text, max_params, max_value)
+    if simple is not None:
+        return simple
     scanner = _Scanner(text, max_params, max_value)
     params: dict[str, str] = {}
     scanner.params(params, first=True)
@@ -252,14 +290,14 @@ def parse_auth_params(text: str, max_params: int = MAX_PARAMS, max_value: int = 
 
 def quote_string(value: str) -> str:
     """RFC 9110 §5.6.4 quoted-string: backslash-escape ``"`` and ``\\``; no control characters."""
-    for ch in value:
-        if ch != "\t" and (ord(ch) < 0x20 or ord(ch) == 0x7F):
-            raise AuthParamError(f"control character 0x{ord(ch):02x} cannot be sent in a quoted string")
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise AuthParamError(f"control character 0x{ord(control.group()):02x} cannot be sent in a quoted string")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def is_token(value: str) -> bool:
-    return bool(value) and all(ch in TCHAR for ch in value)
+    return _TOKEN_RUN.fullmatch(value) is not None and bool(value)
 
 
 def format_param(name: str, value: str, quoted: bool = True) -> str:
