@@ -79,18 +79,26 @@ def _ms(later: float | None, earlier: float | None) -> float | None:
     return round(max(later - earlier, 0.0) * 1000, 1)
 
 
-def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
-    """Every ``Via`` and ``Proxy-Status`` value, in order: one pass over the fields, not two ``get_all``."""
-    via: list[str] = []
-    proxy_status: list[str] = []
+def _header_values(headers: http.Headers, names: tuple[bytes, ...]) -> list[list[str]]:
+    """The values of each lower-case header name, in order, decoded as ``Headers`` does: one pass
+    over the fields instead of a ``get_all`` (which lower-cases every field) per name."""
+    out: list[list[str]] = [[] for _ in names]
     for name, value in headers.fields:
-        if len(name) in (3, 12):
-            lower = name.lower()
-            if lower == b"via":
-                via.append(value.decode("utf-8", "surrogateescape"))
-            elif lower == b"proxy-status":
-                proxy_status.append(value.decode("utf-8", "surrogateescape"))
+        lower = name.lower()
+        if lower in names:
+            out[names.index(lower)].append(value.decode("utf-8", "surrogateescape"))
+    return out
+
+
+def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
+    """Every ``Via`` and ``Proxy-Status`` value, in order."""
+    via, proxy_status = _header_values(headers, (b"via", b"proxy-status"))
     return via, proxy_status
+
+
+def _server(headers: http.Headers) -> str:
+    """``headers.get("Server", "")``: several lines folded with ", "."""
+    return ", ".join(_header_values(headers, (b"server",))[0])
 
 
 _CACHED_MAX = 2048  # characters of Via/Proxy-Status values worth caching the parse of
@@ -106,7 +114,7 @@ def _parsed_for_log(
 
 def _may_need_body_hint(response: http.Response) -> bool:
     """mitmproxy's own error page (5xx, ``Server: mitmproxy``): its body says what went wrong."""
-    return response.status_code >= 500 and response.headers.get("Server", "").lower().startswith("mitmproxy")
+    return response.status_code >= 500 and _server(response.headers).lower().startswith("mitmproxy")
 
 
 def _add_comment(flow: http.HTTPFlow, mark: str, text: str) -> None:
@@ -325,7 +333,7 @@ class HopLog:
         )
         auth: AuthResult | None = flow.metadata.get(META_AUTH)
         upstream = upstream_address(flow.client_conn)
-        server = response.headers.get("Server", "") if response is not None else ""
+        server = _server(response.headers) if response is not None else ""
         error = flow.error.msg if flow.error else None
         body_hint = ""
         if response is not None and _may_need_body_hint(response):
