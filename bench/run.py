@@ -418,9 +418,15 @@ def hook_line(hook: dict[str, float], summary: list[dict[str, object]]) -> str:
     share = ""
     if bare:
         share = f" = {hook['basic_cached_us'] * bare['per_cpu_s'] / 1e4:.1f} % of bare mitmdump's CPU per request"
-    return (f"mitm407's `requestheaders` hook timed in process (best of {hotpath.ROUNDS}): "
+    line = (f"mitm407's `requestheaders` hook timed in process (CPU time, best of {hotpath.ROUNDS}): "
             f"{hook['basic_cached_us']:.1f} µs per request with cached Basic credentials{share}; "
             f"{hook['challenge_407_us']:.1f} µs to build a 407 (without its log line).")
+    if "all_addons_basic_us" in hook:
+        line += (" Every hook of every addon `addons/proxyauth.py` installs (requestheaders, request, "
+                 f"responseheaders, response): Basic {hook['all_addons_basic_us']:.1f} µs, with the hop log "
+                 f"file {hook['all_addons_basic_hoplog_us']:.1f} µs, Digest MD5 {hook['all_addons_digest_us']:.1f} µs, "
+                 f"a 407 {hook['all_addons_407_us']:.1f} µs per request.")
+    return line
 
 
 def markdown(summary: list[dict[str, object]], info: dict[str, object], settings: dict[str, object],

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -220,18 +220,20 @@ class Addon:
         logger.info("mitm407: reloaded scenario '%s' from %s", scenario.name, scenario.path)
 
     # -- hooks ---------------------------------------------------------------
-    async def http_connect(self, flow: http.HTTPFlow) -> None:
+    # Hooks are sync (a coroutine per request costs): mitmproxy awaits what a hook returns, so
+    # they return ``self.pause(flow)``, an awaitable only when a fault 'delay' applies.
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is None:
             known = self.connection_auth(flow)
             if known is not None:  # a CONNECT on an NTLM-authenticated connection
                 self.trust_connection(flow, known)
             elif self.authorize(flow) is Action.FORWARD:
                 self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
-        await self.pause(flow)
+        return self.pause(flow)
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or flow.is_replay:
-            return
+            return None
         known = self.connection_auth(flow)
         if known is not None:
             self.trust_connection(flow, known)
@@ -239,13 +241,14 @@ class Addon:
             if fired is not None:  # fault 'drop: after_connect'
                 self.record_faults(flow, (fired,))
                 flow.kill()
-            return
+            return None
         header = "Proxy-Authorization" if is_proxy_mode(flow.client_conn) else "Authorization"
-        if self.authorizer is not None and self.authorizer.wants_body(flow.request.headers.get_all(header)):
+        values = flow.request.headers.get_all(header)
+        if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
-            return
-        self.authorize(flow)
-        await self.pause(flow)
+            return None
+        self.authorize(flow, values=values)
+        return self.pause(flow)
 
     @staticmethod
     def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:
@@ -272,10 +275,11 @@ class Addon:
             return None
         return auth
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
             self.authorize(flow, flow.request.raw_content)
-            await self.pause(flow)
+            return self.pause(flow)
+        return None
 
     def http_connected(self, flow: http.HTTPFlow) -> None:
         """The CONNECT's 200 is about to be sent: it carries the scheme's info headers."""
@@ -305,15 +309,19 @@ class Addon:
         if self.faults is not None:
             self.faults.connection_closed(client.id)
 
-    async def pause(self, flow: http.HTTPFlow) -> None:
-        """Fault 'delay': wait without blocking the event loop."""
+    def pause(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Fault 'delay': what the hook returns for mitmproxy to await, so the event loop is not blocked."""
+        if not self.delays:
+            return None
         delay = self.delays.pop(flow, 0.0)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return asyncio.sleep(delay) if delay > 0 else None
 
     # -- the decision ----------------------------------------------------------
-    def authorize(self, flow: http.HTTPFlow, body: bytes | None = None) -> Action:
-        """Evaluate the flow, answer it if refused, strip credentials if accepted."""
+    def authorize(self, flow: http.HTTPFlow, body: bytes | None = None, values: Sequence[str] | None = None) -> Action:
+        """Evaluate the flow, answer it if refused, strip credentials if accepted.
+
+        ``values``: the credentials header's values, if the caller has read them already.
+        """
         if self.authorizer is None:  # fail closed: never forward without a scenario
             flow.response = http.Response.make(503, b"mitm407 has no valid scenario loaded; see its log\n")
             flow.metadata[META_ANSWERED] = True
@@ -325,7 +333,9 @@ class Addon:
         users = self.faults.rotated_users()  # fault 'rotate', before authentication
         if users is not None:
             self.authorizer = Authorizer(replace(self.scenario, users=users))
-        verdict = self.authorizer.evaluate(facts, flow.request.headers.get_all(header), header)
+        if values is None:
+            values = flow.request.headers.get_all(header)
+        verdict = self.authorizer.evaluate(facts, values, header)
         decision = self.faults.decide(facts, verdict)  # faults after authentication
         verdict = decision.verdict
         flow.metadata[META_AUTH] = verdict.auth
@@ -341,7 +351,7 @@ class Addon:
             # the next hop is the origin, except in upstream mode, where they may be
             # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
             relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
-            if header in flow.request.headers and not relay and not decision.keep_credentials:
+            if values and not relay and not decision.keep_credentials:
                 del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
             if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
                 self.authenticated[flow.client_conn] = verdict.auth

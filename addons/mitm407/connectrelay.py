@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import ctx, http
@@ -77,12 +78,17 @@ class ConnectRelay:
             "answers 200 and the client later gets a 502 inside the tunnel.",
         )
 
-    async def http_connect(self, flow: http.HTTPFlow) -> None:
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Sync when there is nothing to ask (mitmproxy awaits what a hook returns)."""
         if flow.response is not None or not ctx.options.hop_relay_connect_refusal:
-            return
+            return None
         mode = flow.client_conn.proxy_mode
         if upstream_address(flow.client_conn) is None or getattr(mode, "scheme", "http") != "http":
-            return
+            return None
+        return self.relay_refusal(flow, mode)
+
+    async def relay_refusal(self, flow: http.HTTPFlow, mode: Any) -> None:
+        """Probe the upstream proxy with our own CONNECT; answer the client with its refusal, if any."""
         auth = ctx.options.upstream_auth
         request = build_connect_request(
             flow.request.authority or f"{flow.request.host}:{flow.request.port}",

@@ -546,6 +546,8 @@ class FaultEngine:
 
     def decide(self, facts: RequestFacts, verdict: Verdict) -> Decision:
         """After authentication: every fault of the rule, then the scenario's, in the order written."""
+        if not self._pending and not self.top and not self.by_rule:
+            return Decision(verdict)  # a scenario without faults: nothing to look at per request
         decision = Decision(verdict, self._pending)
         self._pending = ()
         faults = self.top if verdict.rule is None else self.by_rule.get(verdict.rule.index, ()) + self.top

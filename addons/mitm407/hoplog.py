@@ -11,12 +11,13 @@ flows for mitmweb, and records credential leaks. The decisions are in
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import re
 import sys
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import IO, Any
 
 from mitmproxy import connection, ctx, exceptions, http
@@ -48,12 +49,14 @@ META_FINDINGS = "mitm407.hop.findings"  # list of finding dicts (redacted)
 META_LOGGED = "mitm407.hop.logged"  # the line for this flow was written
 META_HEADERS = "mitm407.hop.headers"  # our Via/Proxy-Status were added to the response
 META_RELAYED = "mitm407.relayed"  # an upstream proxy's refusal of CONNECT, relayed as is (connectrelay.py)
+META_ATTRIBUTION = "mitm407.hop.attribution"  # the flow's Attribution, computed once when needed
 
 MARK_ANSWERED = ":no_entry:"
 MARK_UPSTREAM_407 = ":arrow_up:"
 MARK_LEAK = ":rotating_light:"
 
 _TAGS = re.compile(r"<[^>]*>")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per line
 
 
 def upstream_address(client: connection.Client) -> str | None:
@@ -76,6 +79,44 @@ def _ms(later: float | None, earlier: float | None) -> float | None:
     return round(max(later - earlier, 0.0) * 1000, 1)
 
 
+def _header_values(headers: http.Headers, names: tuple[bytes, ...]) -> list[list[str]]:
+    """The values of each lower-case header name, in order, decoded as ``Headers`` does: one pass
+    over the fields instead of a ``get_all`` (which lower-cases every field) per name."""
+    out: list[list[str]] = [[] for _ in names]
+    for name, value in headers.fields:
+        lower = name.lower()
+        if lower in names:
+            out[names.index(lower)].append(value.decode("utf-8", "surrogateescape"))
+    return out
+
+
+def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
+    """Every ``Via`` and ``Proxy-Status`` value, in order."""
+    via, proxy_status = _header_values(headers, (b"via", b"proxy-status"))
+    return via, proxy_status
+
+
+def _server(headers: http.Headers) -> str:
+    """``headers.get("Server", "")``: several lines folded with ", "."""
+    return ", ".join(_header_values(headers, (b"server",))[0])
+
+
+_CACHED_MAX = 2048  # characters of Via/Proxy-Status values worth caching the parse of
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_for_log(
+    via: Sequence[str], proxy_status: Sequence[str]
+) -> tuple[tuple[ViaEntry, ...], tuple[ProxyStatusEntry, ...]]:
+    """The log's view of a response's Via/Proxy-Status values: the same few values on most flows."""
+    return tuple(parse_via(via)), tuple(parse_proxy_status(proxy_status))
+
+
+def _may_need_body_hint(response: http.Response) -> bool:
+    """mitmproxy's own error page (5xx, ``Server: mitmproxy``): its body says what went wrong."""
+    return response.status_code >= 500 and _server(response.headers).lower().startswith("mitmproxy")
+
+
 def _add_comment(flow: http.HTTPFlow, mark: str, text: str) -> None:
     flow.marked = mark
     if text not in flow.comment:
@@ -92,6 +133,12 @@ class HopLog:
         self.summary = HopSummary()
         # client connection -> id of its accepted CONNECT flow (the tunnel)
         self.tunnels: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
+        # Option values read per flow, cached by ``configure`` (``ctx.options`` deep-copies every
+        # value it returns): the defaults, until mitmproxy configures the addon.
+        self.hop_name = "mitm407"
+        self.via: str | None = build_via(self.hop_name)  # our Via value; None: hop_via off
+        self.proxy_status: str | None = build_proxy_status(self.hop_name)  # plain member; None: off
+        self.query_values = False
 
     # -- options -----------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -124,6 +171,7 @@ class HopLog:
         )
 
     def configure(self, updated: set[str]) -> None:
+        self.cache_options(updated)
         try:
             self.open_log(updated)
         except exceptions.OptionsError as e:
@@ -133,6 +181,16 @@ class HopLog:
 
     def running(self) -> None:
         self._running = True
+
+    def cache_options(self, updated: set[str]) -> None:
+        """Precompute what every flow needs from the options: our Via value and plain Proxy-Status member."""
+        if updated & {"hop_name", "hop_via", "hop_proxy_status"}:
+            options = ctx.options
+            self.hop_name = options.hop_name
+            self.via = build_via(self.hop_name) if options.hop_via else None
+            self.proxy_status = build_proxy_status(self.hop_name) if options.hop_proxy_status else None
+        if "hoplog_query_values" in updated:
+            self.query_values = ctx.options.hoplog_query_values
 
     def open_log(self, updated: set[str]) -> None:
         if "hoplog" in updated:
@@ -160,8 +218,8 @@ class HopLog:
 
     # -- hooks ---------------------------------------------------------------------
     def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
-        if ctx.options.hop_via:
-            flow.request.headers.add("Via", build_via(ctx.options.hop_name))
+        if self.via is not None:
+            flow.request.headers.add("Via", self.via)
 
     def http_connected(self, flow: http.HTTPFlow) -> None:
         self.tunnels[flow.client_conn] = flow.id
@@ -176,8 +234,8 @@ class HopLog:
         if flow.response is not None or flow.is_replay:
             return
         self.check_leak(flow)
-        if ctx.options.hop_via:
-            flow.request.headers.add("Via", build_via(ctx.options.hop_name))
+        if self.via is not None:
+            flow.request.headers.add("Via", self.via)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.add_response_headers(flow, answered_here=bool(flow.metadata.get(META_ANSWERED)))
@@ -196,26 +254,23 @@ class HopLog:
         if response is None or flow.metadata.get(META_HEADERS):
             return
         flow.metadata[META_HEADERS] = True
-        if not answered_here:
-            flow.metadata[META_RECEIVED] = (
-                tuple(parse_via(response.headers.get_all("Via"))),
-                tuple(parse_proxy_status(response.headers.get_all("Proxy-Status"))),
-            )
+        if not answered_here:  # raw values: parsed only if attribution or the log needs them
+            flow.metadata[META_RECEIVED] = _via_and_proxy_status(response.headers)
         if flow.request.method == "CONNECT" and 200 <= response.status_code < 300:
             return  # mitmproxy sends no headers on an established tunnel (Android emulators break)
-        hop = ctx.options.hop_name
-        attribution = attribute_hop(self.facts(flow))
+        # Below 400 nothing depends on who answered: no error in Proxy-Status, no mark.
+        attribution = self.attribution(flow) if response.status_code >= 400 else None
         # a scenario's response shape is the whole header block (list Via there if wanted)
-        shaped = answered_here and flow.metadata.get(META_SHAPED)
-        if ctx.options.hop_via and not shaped:
-            response.headers.add("Via", build_via(hop))
-        if ctx.options.hop_proxy_status and not shaped:
-            if attribution.kind is Kind.THIS_PROXY and attribution.error_type:
-                member = build_proxy_status(hop, attribution.error_type, attribution.details)
-            else:
-                member = build_proxy_status(hop)
-            response.headers.add("Proxy-Status", member)
-        self.mark(flow, attribution)
+        if not (answered_here and flow.metadata.get(META_SHAPED)):
+            if self.via is not None:
+                response.headers.add("Via", self.via)
+            if self.proxy_status is not None:
+                member = self.proxy_status
+                if attribution is not None and attribution.kind is Kind.THIS_PROXY and attribution.error_type:
+                    member = build_proxy_status(self.hop_name, attribution.error_type, attribution.details)
+                response.headers.add("Proxy-Status", member)
+        if attribution is not None:
+            self.mark(flow, attribution)
 
     def mark(self, flow: http.HTTPFlow, attribution: Attribution) -> None:
         """mitmweb: a mark and a comment on answers this proxy made and on upstream 407s."""
@@ -248,31 +303,51 @@ class HopLog:
             logger.warning("mitm407: %s: %s %s", text, flow.request.method, flow.request.pretty_host)
 
     # -- the record ---------------------------------------------------------------------
+    def attribution(self, flow: http.HTTPFlow) -> Attribution:
+        """Who answered the flow, computed at most once per flow once nothing it depends on can change.
+
+        It is kept in flow metadata unless an error may still arrive or the body of a mitmproxy
+        error page (its hint) is not read yet: then the next call computes it again.
+        """
+        cached: Attribution | None = flow.metadata.get(META_ATTRIBUTION)
+        if cached is not None and flow.error is None:
+            return cached
+        facts = self.facts(flow)
+        attribution = attribute_hop(facts)
+        response = flow.response
+        if flow.error is None and response is not None and (
+            response.raw_content is not None or not _may_need_body_hint(response)
+        ):
+            flow.metadata[META_ATTRIBUTION] = attribution
+        return attribution
+
     def facts(self, flow: http.HTTPFlow) -> HopFacts:
         response = flow.response
         answered = bool(flow.metadata.get(META_ANSWERED)) or (
             flow.request.method == "CONNECT" and not flow.metadata.get(META_RELAYED)
         )
-        received: tuple[tuple[ViaEntry, ...], tuple[ProxyStatusEntry, ...]] = flow.metadata.get(
-            META_RECEIVED, ((), ())
+        received = flow.metadata.get(META_RECEIVED)
+        via: tuple[ViaEntry, ...] = tuple(parse_via(received[0])) if received and received[0] else ()
+        proxy_status: tuple[ProxyStatusEntry, ...] = (
+            tuple(parse_proxy_status(received[1])) if received and received[1] else ()
         )
         auth: AuthResult | None = flow.metadata.get(META_AUTH)
         upstream = upstream_address(flow.client_conn)
-        server = response.headers.get("Server", "") if response is not None else ""
+        server = _server(response.headers) if response is not None else ""
         error = flow.error.msg if flow.error else None
         body_hint = ""
-        if response is not None and response.status_code >= 500 and server.lower().startswith("mitmproxy"):
+        if response is not None and _may_need_body_hint(response):
             body_hint = " ".join(_TAGS.sub(" ", response.get_text(strict=False) or "").split())[:300]
             if answered and not flow.metadata.get(META_ANSWERED):
                 error = body_hint  # mitmproxy's own CONNECT error (eager connection failed)
         return HopFacts(
-            hop_name=ctx.options.hop_name,
+            hop_name=self.hop_name,
             answered_here=answered,
             status=response.status_code if response is not None else None,
             origin=f"{flow.request.host}:{flow.request.port}",
             upstream=upstream,
-            via=received[0],
-            proxy_status=received[1],
+            via=via,
+            proxy_status=proxy_status,
             server=server,
             error=error,
             answer_reason=auth.reason if auth is not None and flow.metadata.get(META_ANSWERED) else None,
@@ -287,7 +362,7 @@ class HopLog:
         flow.metadata[META_LOGGED] = True
         if self.out is None and flow.response is not None:
             return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
-        attribution = attribute_hop(self.facts(flow))
+        attribution = self.attribution(flow)
         if flow.response is None:
             self.mark(flow, attribution)
         if self.out is None:
@@ -295,7 +370,7 @@ class HopLog:
         record = self.record(flow, attribution)
         self.summary.add(record)
         try:
-            self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.out.write(_ENCODER.encode(record) + "\n")  # one write per line, flushed: tail -f works
             self.out.flush()
         except (OSError, ValueError) as e:
             logger.error("mitm407: cannot write the hop log: %s", e)
@@ -306,10 +381,15 @@ class HopLog:
         is_connect = request.method == "CONNECT"
         auth: AuthResult | None = flow.metadata.get(META_AUTH)
         peer = flow.client_conn.peername
-        hop = ctx.options.hop_name
+        hop = self.hop_name
         if response is not None:
-            via = [entry.as_log() for entry in parse_via(response.headers.get_all("Via"))]
-            proxy_status = [entry.as_log() for entry in parse_proxy_status(response.headers.get_all("Proxy-Status"))]
+            via_values, proxy_status_values = _via_and_proxy_status(response.headers)
+            if sum(map(len, via_values)) + sum(map(len, proxy_status_values)) <= _CACHED_MAX:
+                via_entries, proxy_status_entries = _parsed_for_log(tuple(via_values), tuple(proxy_status_values))
+            else:  # a long (hostile?) chain: not kept in the cache
+                via_entries, proxy_status_entries = _parsed_for_log.__wrapped__(via_values, proxy_status_values)
+            via = [entry.as_log() for entry in via_entries]
+            proxy_status = [entry.as_log() for entry in proxy_status_entries]
         else:
             via, proxy_status = [], []
             if attribution.kind is not Kind.NONE:  # the member mitmproxy's error page cannot carry
@@ -341,7 +421,7 @@ class HopLog:
             "scheme": "" if is_connect else request.scheme,
             "host": request.pretty_host,
             "port": request.port,
-            "path": "" if is_connect else redact_query(request.path, ctx.options.hoplog_query_values),
+            "path": "" if is_connect else redact_query(request.path, self.query_values),
             "status": status,
             "answered_by": attribution.as_log(),
             "upstream_proxy": upstream_address(flow.client_conn),

@@ -17,6 +17,7 @@ never a crash. Sizes are bounded before any work is done.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -29,6 +30,20 @@ MAX_VALUE = 4096  # characters of one parameter value
 TCHAR = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)
 TOKEN68_CHARS = frozenset("-._~+/" + string.ascii_letters + string.digits)
 _OWS = " \t"
+# The same character classes as regular expressions: the scanner consumes runs of them in C, not a
+# character at a time in Python (Digest parses every request's credentials).
+_TOKEN_RUN = re.compile(r"[!#$%&'*+\-.^_`|~A-Za-z0-9]*")
+_TOKEN68_RUN = re.compile(r"[\-._~+/A-Za-z0-9]*")
+_OWS_RUN = re.compile(r"[ \t]*")
+_QDTEXT_RUN = re.compile(r'[^"\\\x00-\x08\x0a-\x1f\x7f]*')  # neither quote, backslash nor control
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# One well-formed ``auth-param`` and its list separator: the fast path of ``parse_auth_params``.
+_SIMPLE_PARAM = re.compile(
+    r"[ \t]*([!#$%&'*+\-.^_`|~A-Za-z0-9]+)[ \t]*=[ \t]*"
+    r'(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"|([!#$%&\'*+\-.^_`|~A-Za-z0-9]+))'
+    r"[ \t]*(?:,|\Z)"
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 class AuthParamError(ValueError):
@@ -66,8 +81,7 @@ class _Scanner:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def skip_ows(self) -> None:
-        while self.peek() and self.peek() in _OWS:
-            self.pos += 1
+        self.pos = _OWS_RUN.match(self.text, self.pos).end()
 
     def skip_list_separators(self) -> None:
         """``OWS *( "," OWS )``: empty list elements are allowed (RFC 9110 §5.6.1.2)."""
@@ -78,8 +92,7 @@ class _Scanner:
 
     def token(self) -> str:
         start = self.pos
-        while self.peek() and self.peek() in TCHAR:
-            self.pos += 1
+        self.pos = _TOKEN_RUN.match(self.text, start).end()
         return self.text[start : self.pos]
 
     def quoted_string(self) -> str:
@@ -87,7 +100,15 @@ class _Scanner:
         assert self.peek() == '"'
         self.pos += 1
         out: list[str] = []
+        size = 0
         while True:
+            run = _QDTEXT_RUN.match(self.text, self.pos)
+            if run.end() > self.pos:  # plain characters, in one piece
+                out.append(run.group())
+                size += run.end() - self.pos
+                self.pos = run.end()
+                if size > self.max_value:
+                    raise AuthParamError(f"parameter value too long (limit {self.max_value} characters)")
             ch = self.peek()
             if not ch:
                 raise AuthParamError("unterminated quoted string")
@@ -102,7 +123,8 @@ class _Scanner:
             if ch != "\t" and (ord(ch) < 0x20 or ord(ch) == 0x7F):
                 raise AuthParamError(f"control character 0x{ord(ch):02x} in a quoted string")
             out.append(ch)
-            if len(out) > self.max_value:
+            size += 1
+            if size > self.max_value:
                 raise AuthParamError(f"parameter value too long (limit {self.max_value} characters)")
 
     def looks_like_param(self) -> bool:
@@ -145,8 +167,7 @@ class _Scanner:
     def token68(self) -> str | None:
         """A token68 that ends the element (followed by OWS and "," or the end), else None."""
         start = self.pos
-        while self.peek() and self.peek() in TOKEN68_CHARS:
-            self.pos += 1
+        self.pos = _TOKEN68_RUN.match(self.text, start).end()
         if self.pos == start:
             return None
         while self.peek() == "=":
@@ -226,8 +247,38 @@ def parse_credentials(value: str, max_params: int = MAX_PARAMS, max_value: int =
     return credentials
 
 
+def _simple_auth_params(text: str, max_params: int, max_value: int) -> dict[str, str] | None:
+    """The params of a value written the usual way (``a="x", b=y``), else None: the scanner decides.
+
+    Digest parses every request's credentials; this reads the common case with
+    one regular expression per parameter. Anything unusual (empty list
+    elements, a duplicate, a limit reached, junk) goes to ``_Scanner``, which
+    gives the exact result or error.
+    """
+    if len(text) > MAX_INPUT:
+        return None
+    params: dict[str, str] = {}
+    pos, end = 0, len(text)
+    while pos < end:
+        m = _SIMPLE_PARAM.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        name, quoted, token = m.group(1).lower(), m.group(2), m.group(3)
+        value = token if quoted is None else (_QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted)
+        if name in params or len(params) >= max_params or len(value) > max_value:
+            return None
+        params[name] = value
+        if m.end() == end and text.endswith(","):
+            return None  # a trailing comma: the scanner's business
+        pos = m.end()
+    return params
+
+
 def parse_auth_params(text: str, max_params: int = MAX_PARAMS, max_value: int = MAX_VALUE) -> dict[str, str]:
     """``#auth-param`` alone: the part of credentials after the scheme name."""
+    simple = _simple_auth_params(text, max_params, max_value)
+    if simple is not None:
+        return simple
     scanner = _Scanner(text, max_params, max_value)
     params: dict[str, str] = {}
     scanner.params(params, first=True)
@@ -239,14 +290,14 @@ def parse_auth_params(text: str, max_params: int = MAX_PARAMS, max_value: int = 
 
 def quote_string(value: str) -> str:
     """RFC 9110 §5.6.4 quoted-string: backslash-escape ``"`` and ``\\``; no control characters."""
-    for ch in value:
-        if ch != "\t" and (ord(ch) < 0x20 or ord(ch) == 0x7F):
-            raise AuthParamError(f"control character 0x{ord(ch):02x} cannot be sent in a quoted string")
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise AuthParamError(f"control character 0x{ord(control.group()):02x} cannot be sent in a quoted string")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def is_token(value: str) -> bool:
-    return bool(value) and all(ch in TCHAR for ch in value)
+    return _TOKEN_RUN.fullmatch(value) is not None and bool(value)
 
 
 def format_param(name: str, value: str, quoted: bool = True) -> str:

@@ -1,0 +1,118 @@
+"""What the hot path caches must follow: option changes, one attribution per flow, sync hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+
+from mitmproxy.proxy import mode_specs
+from mitmproxy.test import taddons, tflow
+
+from mitm407.addon import META_ANSWERED, META_AUTH, Addon
+from mitm407.hoplog import META_ATTRIBUTION, META_RECEIVED, HopLog
+from mitm407.hops import Kind
+from mitm407.results import AuthResult, Result
+from mitm407.scenario import parse_scenario
+
+
+def test_cached_via_and_proxy_status_follow_option_changes():
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hop_name="edge")
+        first = tflow.tflow()
+        hoplog.request(first)
+        first.response = tflow.tresp()
+        hoplog.responseheaders(first)
+        tctx.configure(hoplog, hop_name="inner", hop_proxy_status=False)
+        second = tflow.tflow(resp=True)
+        hoplog.responseheaders(second)
+        tctx.configure(hoplog, hop_via=False, hop_proxy_status=True)
+        third = tflow.tflow()
+        hoplog.request(third)
+        third.response = tflow.tresp()
+        hoplog.responseheaders(third)
+    assert first.request.headers.get_all("Via") == ["1.1 edge"]
+    assert first.response.headers.get_all("Via") == ["1.1 edge"]
+    assert first.response.headers.get_all("Proxy-Status") == ["edge"]
+    assert second.response.headers.get_all("Via") == ["1.1 inner"]
+    assert second.response.headers.get_all("Proxy-Status") == []
+    assert third.request.headers.get_all("Via") == []
+    assert third.response.headers.get_all("Via") == []
+    assert third.response.headers.get_all("Proxy-Status") == ["inner"]
+
+
+def test_hoplog_defaults_before_any_configure():
+    hoplog = HopLog()
+    flow = tflow.tflow(resp=True)
+    hoplog.add_response_headers(flow, answered_here=False)
+    assert flow.response.headers.get_all("Via") == ["1.1 mitm407"]
+    assert flow.response.headers.get_all("Proxy-Status") == ["mitm407"]
+
+
+def test_a_plain_2xx_is_not_attributed_until_its_line_is_written(tmp_path):
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        flow = tflow.tflow(resp=True)
+        flow.response.headers["Via"] = "1.1 squid-a"
+        hoplog.responseheaders(flow)
+        assert META_ATTRIBUTION not in flow.metadata  # below 400 nothing in the headers depends on it
+        assert flow.metadata[META_RECEIVED] == (["1.1 squid-a"], [])  # raw: parsed only when needed
+        tctx.configure(hoplog, hoplog=str(tmp_path / "h.jsonl"))
+        hoplog.response(flow)
+    assert flow.metadata[META_ATTRIBUTION].kind is Kind.ORIGIN
+    line = (tmp_path / "h.jsonl").read_text()
+    assert '"via":[{"protocol":"1.1","received_by":"squid-a","comment":null},' in line
+
+
+def test_an_answer_is_attributed_once_and_reused_at_the_end(tmp_path, monkeypatch):
+    import mitm407.hoplog as hoplog_module
+
+    calls = []
+    real = hoplog_module.attribute_hop
+    monkeypatch.setattr(hoplog_module, "attribute_hop", lambda facts: calls.append(facts) or real(facts))
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hoplog=str(tmp_path / "h.jsonl"))
+        flow = tflow.tflow(resp=True)
+        flow.response.status_code = 407
+        flow.metadata[META_ANSWERED] = True
+        flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+        hoplog.responseheaders(flow)
+        hoplog.response(flow)
+    assert len(calls) == 1
+    assert flow.response.headers.get_all("Proxy-Status") == [
+        'mitm407; error=http_request_denied; details="no Proxy-Authorization header"'
+    ]
+
+
+def test_a_mitmproxy_error_page_is_attributed_again_once_its_body_is_read():
+    hoplog = HopLog()
+    with taddons.context(hoplog):
+        flow = tflow.tflow(resp=True)
+        flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("upstream:http://127.0.0.1:3128")
+        flow.response.status_code = 502
+        flow.response.headers["Server"] = "mitmproxy 11.0.2"
+        flow.response.data.content = None  # responseheaders: the body is not read yet
+        hoplog.responseheaders(flow)
+        assert META_ATTRIBUTION not in flow.metadata
+        flow.response.content = b"<html><body>Connection refused</body></html>"
+        assert hoplog.attribution(flow).details == "Connection refused"
+
+
+def test_addon_hooks_are_sync_unless_a_delay_fault_applies(tmp_path):
+    addon = Addon()
+    addon.install(parse_scenario('version: 1\nusers: {u: "pw"}\nschemes: [basic]\n', str(tmp_path / "s.yaml"),
+                                 tmp_path))
+    with taddons.context(addon):
+        flow = tflow.tflow()
+        flow.request.headers["Proxy-Authorization"] = "Basic " + base64.b64encode(b"u:pw").decode()
+        assert addon.requestheaders(flow) is None
+        assert "Proxy-Authorization" not in flow.request.headers
+        assert flow.metadata[META_AUTH].result is Result.OK
+        delayed = tflow.tflow()
+        addon.delays[delayed] = 0.01
+        waiting = addon.pause(delayed)
+        assert inspect.isawaitable(waiting) and delayed not in addon.delays
+        asyncio.run(waiting)
+        assert addon.pause(delayed) is None
