@@ -21,7 +21,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from .authorizer import Action, Authorizer, Verdict
-from .challenge import Answer, build_challenge, build_denial
+from .challenge import Answer, build_challenge, build_denial, credentials_header
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
 from .hopname import add_hop_name_option
@@ -242,7 +242,7 @@ class Addon:
                 self.record_faults(flow, (fired,))
                 flow.kill()
             return None
-        header = "Proxy-Authorization" if is_proxy_mode(flow.client_conn) else "Authorization"
+        header = credentials_header(is_proxy_mode(flow.client_conn))
         values = flow.request.headers.get_all(header)
         if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
@@ -327,7 +327,7 @@ class Addon:
             flow.metadata[META_ANSWERED] = True
             return Action.DENY
         is_proxy = is_proxy_mode(flow.client_conn)
-        header = "Proxy-Authorization" if is_proxy else "Authorization"
+        header = credentials_header(is_proxy)
         facts = request_facts(flow, body)
         assert self.faults is not None and self.scenario is not None
         users = self.faults.rotated_users()  # fault 'rotate', before authentication

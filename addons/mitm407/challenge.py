@@ -14,6 +14,11 @@ from .results import AuthResult
 REASONS = {401: "Unauthorized", 403: "Forbidden", 407: "Proxy Authentication Required"}
 
 
+def credentials_header(is_proxy: bool) -> str:
+    """Where the client puts credentials: for a proxy (407) or for a server (401)."""
+    return "Proxy-Authorization" if is_proxy else "Authorization"
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
@@ -33,7 +38,7 @@ def build_challenge(
 ) -> Answer:
     """A 407 with one ``Proxy-Authenticate`` per challenge (401/``WWW-Authenticate`` in reverse mode)."""
     status, header = (407, "Proxy-Authenticate") if is_proxy else (401, "WWW-Authenticate")
-    cred_header = "Proxy-Authorization" if is_proxy else "Authorization"
+    cred_header = credentials_header(is_proxy)
     how = (
         "curl --proxy-user USER:PASSWORD, or HTTP_PROXY=http://USER:PASSWORD@HOST:PORT"
         if is_proxy
