@@ -20,8 +20,9 @@ from typing import Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from . import headerfields
 from .authorizer import Action, Authorizer, Verdict
-from .challenge import Answer, build_challenge, build_denial, credentials_header
+from .challenge import Answer, build_challenge, build_denial, credentials_field, credentials_header
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
 from .hopname import add_hop_name_option
@@ -242,8 +243,7 @@ class Addon:
                 self.record_faults(flow, (fired,))
                 flow.kill()
             return None
-        header = credentials_header(is_proxy_mode(flow.client_conn))
-        values = flow.request.headers.get_all(header)
+        values = headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
         if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
             return None
@@ -269,7 +269,7 @@ class Addon:
             auth is not None
             and auth.via_connection
             and not flow.client_conn.tls_established
-            and "Proxy-Authorization" in flow.request.headers
+            and headerfields.has(flow.request.headers, b"proxy-authorization")
         ):
             del self.authenticated[flow.client_conn]
             return None
@@ -334,7 +334,7 @@ class Addon:
         if users is not None:
             self.authorizer = Authorizer(replace(self.scenario, users=users))
         if values is None:
-            values = flow.request.headers.get_all(header)
+            values = headerfields.values(flow.request.headers, credentials_field(is_proxy))
         verdict = self.authorizer.evaluate(facts, values, header)
         decision = self.faults.decide(facts, verdict)  # faults after authentication
         verdict = decision.verdict
@@ -352,7 +352,7 @@ class Addon:
             # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
             relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
             if values and not relay and not decision.keep_credentials:
-                del flow.request.headers[header]  # kept only by fault 'hop_by_hop', on purpose
+                headerfields.remove(flow.request.headers, credentials_field(is_proxy))  # kept only by 'hop_by_hop'
             if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
                 self.authenticated[flow.client_conn] = verdict.auth
                 peer = flow.client_conn.peername

@@ -19,6 +19,11 @@ def credentials_header(is_proxy: bool) -> str:
     return "Proxy-Authorization" if is_proxy else "Authorization"
 
 
+def credentials_field(is_proxy: bool) -> bytes:
+    """``credentials_header`` as the lower-case bytes ``headerfields`` compares raw fields with."""
+    return b"proxy-authorization" if is_proxy else b"authorization"
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int

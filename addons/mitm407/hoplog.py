@@ -23,6 +23,7 @@ from typing import IO, Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from . import headerfields
 from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED
 from .hopname import add_hop_name_option
 from .hops import (
@@ -79,26 +80,20 @@ def _ms(later: float | None, earlier: float | None) -> float | None:
     return round(max(later - earlier, 0.0) * 1000, 1)
 
 
-def _header_values(headers: http.Headers, names: tuple[bytes, ...]) -> list[list[str]]:
-    """The values of each lower-case header name, in order, decoded as ``Headers`` does: one pass
-    over the fields instead of a ``get_all`` (which lower-cases every field) per name."""
-    out: list[list[str]] = [[] for _ in names]
-    for name, value in headers.fields:
-        lower = name.lower()
-        if lower in names:
-            out[names.index(lower)].append(value.decode("utf-8", "surrogateescape"))
-    return out
+def _field(name: bytes, value: str | None) -> tuple[bytes, bytes] | None:
+    """A header field ready for ``headerfields.append``; None when the header is off."""
+    return None if value is None else (name, value.encode("utf-8", "surrogateescape"))
 
 
 def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
     """Every ``Via`` and ``Proxy-Status`` value, in order."""
-    via, proxy_status = _header_values(headers, (b"via", b"proxy-status"))
+    via, proxy_status = headerfields.values_of(headers, (b"via", b"proxy-status"))
     return via, proxy_status
 
 
 def _server(headers: http.Headers) -> str:
     """``headers.get("Server", "")``: several lines folded with ", "."""
-    return ", ".join(_header_values(headers, (b"server",))[0])
+    return ", ".join(headerfields.values(headers, b"server"))
 
 
 _CACHED_MAX = 2048  # characters of Via/Proxy-Status values worth caching the parse of
@@ -138,6 +133,7 @@ class HopLog:
         self.hop_name = "mitm407"
         self.via: str | None = build_via(self.hop_name)  # our Via value; None: hop_via off
         self.proxy_status: str | None = build_proxy_status(self.hop_name)  # plain member; None: off
+        self.via_field, self.proxy_status_field = _field(b"Via", self.via), _field(b"Proxy-Status", self.proxy_status)
         self.query_values = False
 
     # -- options -----------------------------------------------------------------
@@ -189,6 +185,8 @@ class HopLog:
             self.hop_name = options.hop_name
             self.via = build_via(self.hop_name) if options.hop_via else None
             self.proxy_status = build_proxy_status(self.hop_name) if options.hop_proxy_status else None
+            self.via_field = _field(b"Via", self.via)
+            self.proxy_status_field = _field(b"Proxy-Status", self.proxy_status)
         if "hoplog_query_values" in updated:
             self.query_values = ctx.options.hoplog_query_values
 
@@ -218,8 +216,8 @@ class HopLog:
 
     # -- hooks ---------------------------------------------------------------------
     def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
-        if self.via is not None:
-            flow.request.headers.add("Via", self.via)
+        if self.via_field is not None:
+            headerfields.append(flow.request.headers, self.via_field)
 
     def http_connected(self, flow: http.HTTPFlow) -> None:
         self.tunnels[flow.client_conn] = flow.id
@@ -234,8 +232,8 @@ class HopLog:
         if flow.response is not None or flow.is_replay:
             return
         self.check_leak(flow)
-        if self.via is not None:
-            flow.request.headers.add("Via", self.via)
+        if self.via_field is not None:
+            headerfields.append(flow.request.headers, self.via_field)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.add_response_headers(flow, answered_here=bool(flow.metadata.get(META_ANSWERED)))
@@ -262,13 +260,14 @@ class HopLog:
         attribution = self.attribution(flow) if response.status_code >= 400 else None
         # a scenario's response shape is the whole header block (list Via there if wanted)
         if not (answered_here and flow.metadata.get(META_SHAPED)):
-            if self.via is not None:
-                response.headers.add("Via", self.via)
-            if self.proxy_status is not None:
-                member = self.proxy_status
+            if self.via_field is not None:
+                headerfields.append(response.headers, self.via_field)
+            if self.proxy_status_field is not None:
                 if attribution is not None and attribution.kind is Kind.THIS_PROXY and attribution.error_type:
                     member = build_proxy_status(self.hop_name, attribution.error_type, attribution.details)
-                response.headers.add("Proxy-Status", member)
+                    response.headers.add("Proxy-Status", member)
+                else:
+                    headerfields.append(response.headers, self.proxy_status_field)
         if attribution is not None:
             self.mark(flow, attribution)
 
@@ -283,7 +282,7 @@ class HopLog:
 
     def check_leak(self, flow: http.HTTPFlow) -> None:
         """Proxy-Authorization that would reach the origin: inside a tunnel, or left unstripped."""
-        values = flow.request.headers.get_all("Proxy-Authorization")
+        values = headerfields.values(flow.request.headers, b"proxy-authorization")
         if not values:
             return
         tunnel = self.tunnels.get(flow.client_conn)
