@@ -113,7 +113,7 @@ def digest_rfc2069_headers(algorithm: str) -> Headers:
         conn.close()
         offered = [v for k, v in response.getheaders() if k.lower() == "proxy-authenticate"]
         challenge = next(v for v in offered if v.startswith("Digest"))
-        params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+        params = digestclient.params_of(challenge)
         value = digestclient.answer(user=USER, password=PASSWORD, realm=params["realm"], nonce=params["nonce"],
                                     uri=setup.url, algorithm=algorithm, qop=None, opaque=params.get("opaque"))
         return {"Proxy-Authorization": f"Digest {value}"}
