@@ -61,7 +61,7 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: $(VENV)/.installed-test
 	HYPOTHESIS_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_properties.py
 
-# soak: SOAK_S (default 60), SOAK_CLIENTS (default 4)
+# soak: SOAK_S (default 60), SOAK_CLIENTS (per proxy, default 4)
 soak: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
 	cd bench && $(abspath $(BIN))/python soak.py

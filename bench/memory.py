@@ -1,10 +1,13 @@
 """Memory and scale (``make bench-memory``): caches stay within their caps; big htpasswd files load fast.
 
-1. Resident memory before and after 1,000,000 distinct valid Basic credentials
-   pass through ``BasicScheme.verify`` with ``cache.max_entries`` at its
-   default: the cache must stop growing at the cap (and evicting must stay
-   cheap). The same for every other bounded per-request store a scheme
-   registers in ``STORES`` (Digest nonces, NTLM handshakes: one line each).
+1. Resident memory before and after 1,000,000 entries go into each bounded
+   store a scheme keeps, through the scheme's own ``verify``, with the store's
+   cap at its default: it must stop growing at the cap (and evicting must stay
+   cheap). ``STORES`` has one line per store: Basic's verified-credentials
+   cache (1M distinct valid credentials, ``cache.max_entries``), Digest's
+   nonce-count store (1M nonces each answered once with ``qop=auth``,
+   ``digest.nc_store_size``) and NTLM's pending handshakes (1M connections
+   that send a type 1 and never the type 3, ``ntlm.max_handshakes``).
 2. A 100,000-user bcrypt htpasswd scenario: load time, reload time (the
    addon's reload path: ``load_scenario`` + ``Authorizer``), and the first
    request of one user (bcrypt verified lazily, once).
@@ -19,23 +22,29 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import measure  # puts addons/ on sys.path: keep it first
 
+import digestclient
+import ntlmclient
 from mitm407.authorizer import Authorizer
 from mitm407.credentials import Secret, User
 from mitm407.facts import RequestFacts
 from mitm407.results import Result
-from mitm407.scenario import load_scenario
+from mitm407.scenario import CacheConfig, load_scenario
 from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.basic import BasicScheme
+from mitm407.schemes.digest import DigestOptions, DigestScheme
+from mitm407.schemes.ntlm import NtlmScheme
+from mitm407.schemes.ntlm_acceptor import NtlmOptions
 
 FACTS = RequestFacts("GET", "http://127.0.0.1/", "127.0.0.1", 80, "/", "127.0.0.1", "c1")
 LOAD_LIMIT_S = 1.0
@@ -63,6 +72,13 @@ class Store:
 
     name: str
     fill: Callable[[int, int], Iterator[tuple[int, int]]]
+    cap: int  # the option's default: what a scenario that does not set it gets
+    option: str  # the scenario key that sets the cap
+
+
+def checkpoint(i: int, n: int, cap: int) -> bool:
+    """Every tenth of the run, and the moment the cap is reached."""
+    return (i + 1) % (n // 10 or 1) == 0 or i + 1 == cap
 
 
 def fill_basic_cache(n: int, cap: int) -> Iterator[tuple[int, int]]:
@@ -70,13 +86,38 @@ def fill_basic_cache(n: int, cap: int) -> Iterator[tuple[int, int]]:
     for i in range(n):
         token = base64.b64encode(f"user{i}:pw".encode()).decode()
         assert scheme.verify(token, FACTS).result is Result.OK
-        if (i + 1) % (n // 10 or 1) == 0 or i + 1 == cap:
+        if checkpoint(i, n, cap):
             yield i + 1, len(scheme._verified)
 
 
+def fill_digest_nonces(n: int, cap: int) -> Iterator[tuple[int, int]]:
+    """A new nonce per request, answered once with qop=auth: each leaves an ``nc`` record behind."""
+    scheme = DigestScheme(SchemeContext(realm="bench", users={"u": User("u", Secret("cleartext", "pw"), "bench")},
+                                        options=DigestOptions(algorithms=("MD5",), nc_store_size=cap)))
+    for i in range(n):
+        nonce = scheme.nonces.issue()
+        answer = digestclient.answer(user="u", password="pw", realm="bench", nonce=nonce, uri=FACTS.path)
+        assert scheme.verify(answer, FACTS).result is Result.OK
+        if checkpoint(i, n, cap):
+            yield i + 1, len(scheme.replays)
+
+
+def fill_ntlm_handshakes(n: int, cap: int) -> Iterator[tuple[int, int]]:
+    """A type 1 on a new connection each time, never followed by its type 3 (nor a close)."""
+    scheme = NtlmScheme(SchemeContext(realm="bench", users={}, options=NtlmOptions(max_handshakes=cap),
+                                      clock=time.monotonic))
+    type1 = ntlmclient.b64(ntlmclient.client("u", "pw").step())  # the same bytes will do: the state is per connection
+    for i in range(n):
+        facts = replace(FACTS, connection_id=f"c{i}")
+        assert scheme.verify(type1, facts).result is Result.CONTINUE
+        if checkpoint(i, n, cap):
+            yield i + 1, len(scheme.acceptor.pending)
+
+
 STORES: tuple[Store, ...] = (
-    Store("basic verified-credentials cache", fill_basic_cache),
-    # Store("digest nonces", fill_digest_nonces),  -- one line per scheme that keeps state
+    Store("basic verified-credentials cache", fill_basic_cache, CacheConfig().max_entries, "cache.max_entries"),
+    Store("digest nonce counts", fill_digest_nonces, DigestOptions().nc_store_size, "digest.nc_store_size"),
+    Store("ntlm pending handshakes", fill_ntlm_handshakes, NtlmOptions().max_handshakes, "ntlm.max_handshakes"),
 )
 
 
@@ -94,6 +135,7 @@ def measure_store(store: Store, n: int, cap: int) -> dict[str, object]:
     last = points[-1]
     return {
         "store": store.name,
+        "option": store.option,
         "inserted": n,
         "cap": cap,
         "kept": last["kept"],
@@ -107,6 +149,13 @@ def measure_store(store: Store, n: int, cap: int) -> dict[str, object]:
         # to the cap took (dict resizes and allocator slack; it plateaus, see the points)
         "bounded": last["kept"] <= cap and last["rss"] - before <= 2 * (at_cap["rss"] - before),
     }
+
+
+def measure_isolated(store: Store, n: int, cap: int) -> dict[str, object]:
+    """``measure_store`` in a fresh child process: memory an earlier store freed (kept by the allocator)
+    would otherwise hide the growth of the next one."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(measure_store, (store, n, cap))
 
 
 def write_htpasswd_scenario(folder: Path, users: int) -> Path:
@@ -160,12 +209,11 @@ def measure_htpasswd(users: int) -> dict[str, object]:
 def main() -> int:
     n = int(os.environ.get("MEMORY_ENTRIES", "1000000"))
     users = int(os.environ.get("MEMORY_USERS", "100000"))
-    cap = 100_000  # cache.max_entries default (CacheConfig)
     info = measure.machine()
     stores = []
     for store in STORES:
-        print(f"filling {store.name} with {n:,} entries (cap {cap:,}) ...", flush=True)
-        result = measure_store(store, n, cap)
+        print(f"filling {store.name} with {n:,} entries (cap {store.option} = {store.cap:,}) ...", flush=True)
+        result = measure_isolated(store, n, store.cap)
         stores.append(result)
         for p in result["points"]:
             print(f"  {p['inserted']:>9,} inserted, {p['kept']:>9,} kept: RSS {measure.mib(p['rss'])} "

@@ -13,6 +13,13 @@ reported, never an absolute claim. Two measures:
   repeatable within a few percent even when other work runs. Targets are
   checked against this one.
 
+wrk sends one fixed request on kept-alive connections. What it cannot do
+(an NTLM handshake needs fresh client tokens on every new connection) is
+driven by ``perconn.py`` instead: Python threads opening a new connection
+per handshake, compared with bare mitmdump under that same driver (one plain
+request per new connection), the row's baseline; its "requests" are
+handshakes.
+
 Environment: ``BENCH_DURATION`` (seconds per measurement, default 2),
 ``BENCH_ROUNDS`` (default 7), ``BENCH_CONNECTIONS`` (default 10),
 ``BENCH_ONLY`` (comma-separated config keys; ``bare`` is always added),
@@ -22,7 +29,6 @@ Environment: ``BENCH_DURATION`` (seconds per measurement, default 2),
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 import json
 import os
@@ -39,7 +45,9 @@ from pathlib import Path
 
 import hotpath
 import measure  # puts addons/ and tests/ on sys.path: keep it first
+import perconn
 
+import digestclient
 from procs import PROXYAUTH, Mitmdump, free_port, start_mitmdump, stop_process, wait_for_port
 
 USER, PASSWORD = "bench", "bench-pw-7f3a"  # throwaway credentials of this benchmark only
@@ -62,6 +70,8 @@ schemes: [basic]
 """
 
 Headers = Callable[["Setup", int], Mapping[str, str]]  # (setup, proxy port) -> headers; the proxy is running
+Load = Callable[[float, int], dict[str, float]]  # (duration, connections) -> a wrk-shaped sample
+LoadFactory = Callable[["Config", "Setup", int], Load]  # (config, setup, proxy port) -> its load; the proxy runs
 
 
 def basic_headers(setup: Setup, proxy_port: int) -> Mapping[str, str]:
@@ -79,40 +89,65 @@ def no_headers(setup: Setup, proxy_port: int) -> Mapping[str, str]:
     return {}
 
 
-DIGEST_RFC2069 = f"""\
+def digest_rfc2069_scenario(algorithm: str) -> str:
+    return f"""\
 version: 1
-name: bench-digest-md5
+name: bench-digest-{algorithm.lower()}
 users: {{{USER}: "{PASSWORD}"}}
 schemes: [digest]
-digest: {{algorithms: [MD5], qop: [], rfc2069: true, nonce_ttl: 86400}}
+digest: {{algorithms: [{algorithm}], qop: [], rfc2069: true, nonce_ttl: 86400}}
 """
 
 
-def digest_rfc2069_headers(setup: Setup, proxy_port: int) -> Mapping[str, str]:
+def digest_rfc2069_headers(algorithm: str) -> Headers:
     """Ask once for a challenge, then send the same RFC 2069 answer (no qop, so no nonce count) with every
-    request: wrk cannot hash per request, and this still runs the full Digest check each time."""
-    import http.client
+    request: wrk cannot hash per request, and this still runs the full Digest check each time. The
+    scenario must allow RFC 2069 answers (``rfc2069: true``) for any algorithm, SHA-256 included."""
+    def headers(setup: Setup, proxy_port: int) -> Mapping[str, str]:
+        import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
-    conn.request("GET", setup.url, headers={"Host": f"127.0.0.1:{setup.origin_port}"})
-    response = conn.getresponse()
-    response.read()
-    conn.close()
-    offered = [v for k, v in response.getheaders() if k.lower() == "proxy-authenticate"]
-    challenge = next(v for v in offered if v.startswith("Digest"))
-    params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+        conn.request("GET", setup.url, headers={"Host": f"127.0.0.1:{setup.origin_port}"})
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        offered = [v for k, v in response.getheaders() if k.lower() == "proxy-authenticate"]
+        challenge = next(v for v in offered if v.startswith("Digest"))
+        params = digestclient.params_of(challenge)
+        value = digestclient.answer(user=USER, password=PASSWORD, realm=params["realm"], nonce=params["nonce"],
+                                    uri=setup.url, algorithm=algorithm, qop=None, opaque=params.get("opaque"))
+        return {"Proxy-Authorization": f"Digest {value}"}
+    return headers
 
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
 
-    realm, nonce = params["realm"], params["nonce"]
-    ha1, ha2 = md5(f"{USER}:{realm}:{PASSWORD}"), md5(f"GET:{setup.url}")
-    answer = md5(f"{ha1}:{nonce}:{ha2}")
-    value = (f'Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{setup.url}", '
-             f'response="{answer}", algorithm=MD5')
-    if "opaque" in params:
-        value += f', opaque="{params["opaque"]}"'
-    return {"Proxy-Authorization": value}
+NTLM = f"""\
+version: 1
+name: bench-ntlm
+users: {{{USER}: "{PASSWORD}"}}
+schemes: [ntlm]
+"""
+
+
+def plain_per_connection(setup: Setup) -> perconn.Exchange:
+    return perconn.plain_exchange(setup.url, setup.host)
+
+
+def ntlm_per_connection(setup: Setup) -> perconn.Exchange:
+    return perconn.ntlm_exchange(setup.url, setup.host, USER, PASSWORD)
+
+
+def wrk_load(config: Config, setup: Setup, proxy_port: int) -> Load:
+    """wrk sending one fixed request (``config.headers``) on kept-alive connections: most rows."""
+    script = write_wrk_script(config, setup, proxy_port)
+    return lambda duration, connections: run_wrk(script, proxy_port, duration, connections)
+
+
+def new_connection_load(exchange: Callable[[Setup], perconn.Exchange]) -> LoadFactory:
+    """bench/perconn.py's threads, one new connection per ``exchange``: what wrk cannot do (NTLM)."""
+    def factory(config: Config, setup: Setup, proxy_port: int) -> Load:
+        unit = exchange(setup)
+        return lambda duration, connections: perconn.drive(proxy_port, unit, duration, connections)
+    return factory
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,7 @@ class Config:
     scripts: tuple[str, ...] = ()  # other mitmdump -s scripts (paths relative to the repository)
     options: Mapping[str, str] = field(default_factory=dict)  # extra --set NAME=VALUE
     headers: Headers = no_headers  # request headers wrk sends (credentials)
+    load: LoadFactory = wrk_load  # what drives the proxy: wrk, or a new-connection driver
     expect: int = 200  # every response must have this status
     requires: tuple[str, ...] = ()  # modules that must exist, else the row is "n/a"
     target: float | None = None  # minimum req/CPU-s ratio to ``baseline``
@@ -148,10 +184,18 @@ CONFIGS: tuple[Config, ...] = (
            headers=wrong_basic_headers, expect=407),
     Config("basic-hoplog", "mitm407 Basic + hop log", BASIC_INLINE, options={"hoplog": "{dir}/hops.jsonl"},
            headers=basic_headers, requires=("mitm407.hoplog",), target=0.97, baseline="basic-inline"),
-    Config("digest-md5", "mitm407 Digest MD5 (an RFC 2069 answer, replayed)", DIGEST_RFC2069,
-           headers=digest_rfc2069_headers, requires=("mitm407.schemes.digest",), target=0.90),
-    # NTLM rows go here: one line each, with a Headers function (NTLM authenticates the connection,
-    # so wrk's keep-alive connections would need the handshake per connection: not done yet).
+    Config("digest-md5", "mitm407 Digest MD5 (an RFC 2069 answer, replayed)", digest_rfc2069_scenario("MD5"),
+           headers=digest_rfc2069_headers("MD5"), requires=("mitm407.schemes.digest",), target=0.90),
+    Config("digest-sha256", "mitm407 Digest SHA-256 (an RFC 2069 answer, replayed)",
+           digest_rfc2069_scenario("SHA-256"), headers=digest_rfc2069_headers("SHA-256"),
+           requires=("mitm407.schemes.digest",)),
+    # NTLM authenticates a connection: a handshake per new connection, driven by bench/perconn.py and
+    # compared with bare mitmdump under the same driver (one plain request per new connection).
+    Config("bare-newconn", "bare mitmdump, 1 request per new connection (driver)",
+           load=new_connection_load(plain_per_connection)),
+    Config("ntlm-handshake", "mitm407 NTLM handshakes, 1 per new connection (driver)", NTLM,
+           load=new_connection_load(ntlm_per_connection), requires=("spnego", "mitm407.schemes.ntlm"),
+           baseline="bare-newconn"),
 )
 
 
@@ -168,6 +212,10 @@ class Setup:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.origin_port}/index.html"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.origin_port}"
 
 
 NGINX_CONF = """\
@@ -250,7 +298,7 @@ def lua_string(text: str) -> str:
 
 def write_wrk_script(config: Config, setup: Setup, proxy_port: int) -> Path:
     """wrk through a forward proxy: absolute URL and an explicit Host header (FACTS.md)."""
-    headers = {"Host": f"127.0.0.1:{setup.origin_port}", **config.headers(setup, proxy_port)}
+    headers = {"Host": setup.host, **config.headers(setup, proxy_port)}
     fields = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())
     path = setup.dir / f"{config.key}.lua"
     path.write_text(WRK_SCRIPT.format(url=setup.url, headers=fields))
@@ -269,19 +317,24 @@ def wait_idle(pid: int, timeout: float = 60.0) -> None:
         last = now
 
 
-def run_wrk(proxy: Mitmdump, script: Path, duration: float, connections: int) -> dict[str, float]:
-    wait_idle(proxy.proc.pid)
+def run_wrk(script: Path, proxy_port: int, duration: float, connections: int) -> dict[str, float]:
     args = [*measure.taskset(measure.LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s"]
-    args += ["--timeout", "10s", "-s", str(script), proxy.url]
-    cpu_before = measure.cpu_seconds(proxy.proc.pid)
+    args += ["--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{proxy_port}"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, stdin=subprocess.DEVNULL)
-    cpu = measure.cpu_seconds(proxy.proc.pid) - cpu_before
     match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-500:]}{out.stderr[-500:]}")
     data = json.loads(match.group(1))
-    data["cpu_s"] = cpu
     data["seconds"] = data["duration_us"] / 1e6
+    return data
+
+
+def run_load(proxy: Mitmdump, load: Load, duration: float, connections: int) -> dict[str, float]:
+    """One measurement, whatever drives it: the sample plus the proxy's CPU seconds meanwhile."""
+    wait_idle(proxy.proc.pid)
+    cpu_before = measure.cpu_seconds(proxy.proc.pid)
+    data = load(duration, connections)
+    data["cpu_s"] = measure.cpu_seconds(proxy.proc.pid) - cpu_before
     return data
 
 
@@ -292,7 +345,7 @@ def run_wrk(proxy: Mitmdump, script: Path, duration: float, connections: int) ->
 class Row:
     config: Config
     proxy: Mitmdump | None = None
-    script: Path | None = None
+    load: Load | None = None
     samples: list[dict[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -320,8 +373,8 @@ MEASURES: dict[str, Callable[[dict[str, float]], float]] = {"rps": rps, "per_cpu
 
 
 def measure_once(row: Row, number: int, rounds: int, duration: float, connections: int) -> dict[str, float]:
-    assert row.proxy is not None and row.script is not None
-    sample = run_wrk(row.proxy, row.script, duration, connections)
+    assert row.proxy is not None and row.load is not None
+    sample = run_load(row.proxy, row.load, duration, connections)
     sample["round"] = number
     check_sample(row, sample)
     row.samples.append(sample)
@@ -347,9 +400,9 @@ def measure_all(configs: list[Config], duration: float, rounds: int, connections
                 except (RuntimeError, TimeoutError):
                     raise RuntimeError(f"{row.config.key}: mitmdump did not start:\n{row.proxy.log[-3000:]}") from None
                 measure.pin(row.proxy.proc.pid, measure.PROXY_CPU)
-                row.script = write_wrk_script(row.config, setup, row.proxy.port)
+                row.load = row.config.load(row.config, setup, row.proxy.port)
             for row in live:  # warm-up: imports, first bcrypt, caches
-                run_wrk(row.proxy, row.script, 1, connections)
+                run_load(row.proxy, row.load, 1, connections)
             bare = rows["bare"]
             others = [row for row in live if row is not bare]
             for number in range(rounds):
@@ -390,7 +443,8 @@ def summarize(rows: dict[str, Row]) -> list[dict[str, object]]:
     out = []
     for row in rows.values():
         c = row.config
-        entry: dict[str, object] = {"key": c.key, "label": c.label, "baseline": c.baseline, "target": c.target}
+        entry: dict[str, object] = {"key": c.key, "label": c.label, "baseline": c.baseline, "target": c.target,
+                                    "driver": "wrk" if c.load is wrk_load else "new connection per unit"}
         base = rows.get(c.baseline)
         if not row.samples or base is None or not base.samples:
             entry.update(available=False, note="n/a: " + (", ".join(c.requires) + " not present"
@@ -459,6 +513,12 @@ def markdown(summary: list[dict[str, object]], info: dict[str, object], settings
                  "divided by their mean; ratios are the medians over the rounds (to bare mitmdump unless the "
                  "target names another row), with the lowest and highest round in parentheses: that spread "
                  "is the measurement noise. Targets are checked on the CPU ratio.")
+    if any(e.get("driver", "wrk") != "wrk" for e in summary):
+        lines.append("")
+        lines.append(f"Rows marked (driver) run bench/perconn.py, not wrk: {settings['connections']} Python threads, "
+                     "each opening a new connection per unit (an NTLM handshake: type 1, 407 with the type 2, "
+                     "type 3, 200; or one plain request), on core 1; their req/s and req per CPU-s count those "
+                     "units, and their ratio is to bare mitmdump under the same driver.")
     if hook:
         lines += ["", hook_line(hook, summary)]
     return "\n".join(lines) + "\n"
@@ -466,7 +526,7 @@ def markdown(summary: list[dict[str, object]], info: dict[str, object], settings
 
 def fmt_target(e: dict[str, object]) -> str:
     if e["target"] is None:
-        return ""
+        return "" if e["baseline"] == "bare" else f"none (ratio to {e['baseline']})"
     base = "" if e["baseline"] == "bare" else f" of {e['baseline']}"
     return f"≥ {e['target']:.2f}×{base}"
 

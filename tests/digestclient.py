@@ -7,8 +7,17 @@ must make the tests fail, not agree with itself.
 from __future__ import annotations
 
 import hashlib
+import re
 
 HASHLIB = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
+
+
+PARAM = re.compile(r'(\w+)="?([^",]*)"?')
+
+
+def params_of(value: str) -> dict[str, str]:
+    """The auth-params of a challenge or of ``Proxy-Authentication-Info`` (simple: no commas inside quotes)."""
+    return dict(PARAM.findall(value))
 
 
 def H(algorithm: str, text: str) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import spnego
 
+from ntlmclient import RawClient, b64, token_in
 from procs import curl, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
@@ -178,27 +177,6 @@ def test_curl_negotiate_spnego_ntlm_via_gss_ntlmssp(proxy_all, origin, tmp_path)
 # -- a pyspnego client on raw sockets ------------------------------------------------------
 
 
-class RawClient:
-    """One client connection to the proxy; ``send`` returns (status, headers, body)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, head: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        self.sock.sendall(head.encode() + b"\r\n")
-        raw = read_response(self.file)
-        assert raw, "proxy closed the connection"
-        top, _, body = raw.partition(b"\r\n\r\n")
-        lines = top.decode().split("\r\n")
-        headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
-        return int(lines[0].split()[1]), headers, body
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def get(origin, path: str, auth: str | None = None) -> str:
     target = origin.url(path)
     extra = f"Proxy-Authorization: {auth}\r\n" if auth else ""
@@ -207,16 +185,6 @@ def get(origin, path: str, auth: str | None = None) -> str:
 
 def connect(port: int, auth: str) -> str:
     return f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nProxy-Authorization: {auth}\r\n"
-
-
-def token_in(headers, scheme: str) -> bytes:
-    values = [v for k, v in headers if k.lower() == "proxy-authenticate"]
-    assert len(values) == 1 and values[0].startswith(scheme + " "), values
-    return base64.b64decode(values[0].split(" ", 1)[1])
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.mark.parametrize("protocol", ["ntlm", "negotiate"])
