@@ -46,6 +46,16 @@ def is_proxy_mode(client: connection.Client) -> bool:
     return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
 
 
+def destination_host(flow: http.HTTPFlow) -> str:
+    """The host the request goes to.
+
+    To a proxy that is the request-target's host, which mitmproxy connects to; the
+    Host header could name another (a bypassed host, say) and costs a parse per request.
+    Acting as the server (reverse mode), the Host header says which site was asked for.
+    """
+    return flow.request.host if is_proxy_mode(flow.client_conn) else flow.request.pretty_host
+
+
 def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
     request = flow.request
     is_connect = request.method == "CONNECT"
@@ -53,9 +63,7 @@ def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFact
     return RequestFacts(
         method=request.method.upper(),
         target=request.authority if is_connect else _request_target(flow),
-        # To a proxy the destination is the request-target's host, which mitmproxy connects to; the
-        # Host header could name a bypassed host for a request that goes elsewhere (and costs a parse).
-        host=(request.host if is_proxy_mode(flow.client_conn) else request.pretty_host).lower().strip("[]"),
+        host=destination_host(flow).lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
         client_ip=str(peer[0]) if peer else "",

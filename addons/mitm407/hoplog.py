@@ -24,7 +24,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from . import headerfields
-from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED
+from .addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, destination_host
 from .hopname import add_hop_name_option
 from .hops import (
     Attribution,
@@ -68,16 +68,38 @@ def upstream_address(client: connection.Client) -> str | None:
 
 
 def _iso(timestamp: float | None) -> str | None:
+    """``2026-11-23T14:02:03.456Z``: the date and time formatted once per second, not per line."""
     if timestamp is None:
         return None
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second = int(timestamp // 1)
+    micros = round((timestamp - second) * 1_000_000)  # as datetime rounds: the fraction, half to even
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    return f"{_iso_second(second)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _ms(later: float | None, earlier: float | None) -> float | None:
     if later is None or earlier is None:
         return None
     return round(max(later - earlier, 0.0) * 1000, 1)
+
+
+def json_line(record: dict[str, Any]) -> bytes:
+    """The record as one line of JSON in valid UTF-8.
+
+    Header values and paths that were not UTF-8 reach us as lone surrogates
+    (mitmproxy decodes with ``surrogateescape``): those lines are written with
+    ``\\udcXX`` escapes instead, which JSON readers accept.
+    """
+    try:
+        return (_ENCODER.encode(record) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def _field(name: bytes, value: str | None) -> tuple[bytes, bytes] | None:
@@ -122,7 +144,7 @@ class HopLog:
     """Attribute every flow to a hop; write it as one JSON line."""
 
     def __init__(self) -> None:
-        self.out: IO[str] | None = None
+        self.out: IO[str] | IO[bytes] | None = None  # our file (bytes, unbuffered) or stdout (text)
         self._owns_out = False
         self._running = False
         self.summary = HopSummary()
@@ -198,7 +220,9 @@ class HopLog:
                 self.out = sys.stdout
             elif path:
                 try:
-                    self.out = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- lives until done()
+                    # unbuffered, O_APPEND: a line is one write() system call, on disk at once (tail -f),
+                    # whole even when two proxies append to the same file
+                    self.out = open(path, "ab", buffering=0)  # noqa: SIM115 -- lives until done()
                 except OSError as e:
                     raise exceptions.OptionsError(f"cannot open hop log {path}: {e.strerror}") from None
                 self._owns_out = True
@@ -299,7 +323,7 @@ class HopLog:
             who = f", user '{user}'" if user else ""
             text = f"credential leak: Proxy-Authorization ({scheme}{who}) {where}"
             _add_comment(flow, MARK_LEAK, text)
-            logger.warning("mitm407: %s: %s %s", text, flow.request.method, flow.request.pretty_host)
+            logger.warning("mitm407: %s: %s %s", text, flow.request.method, destination_host(flow))
 
     # -- the record ---------------------------------------------------------------------
     def attribution(self, flow: http.HTTPFlow) -> Attribution:
@@ -368,9 +392,13 @@ class HopLog:
             return
         record = self.record(flow, attribution)
         self.summary.add(record)
+        line = json_line(record)
         try:
-            self.out.write(_ENCODER.encode(record) + "\n")  # one write per line, flushed: tail -f works
-            self.out.flush()
+            if self._owns_out:
+                self.out.write(line)  # type: ignore[arg-type]
+            else:  # stdout: flushed per line, like the file
+                self.out.write(line.decode("utf-8"))  # type: ignore[arg-type]
+                self.out.flush()
         except (OSError, ValueError) as e:
             logger.error("mitm407: cannot write the hop log: %s", e)
             self.close()
@@ -418,7 +446,7 @@ class HopLog:
             "tunnel_id": None if is_connect else self.tunnels.get(flow.client_conn),
             "method": request.method,
             "scheme": "" if is_connect else request.scheme,
-            "host": request.pretty_host,
+            "host": destination_host(flow),
             "port": request.port,
             "path": "" if is_connect else redact_query(request.path, self.query_values),
             "status": status,
