@@ -30,6 +30,7 @@ from mitm407.schemes.digest import (
     NcStore,
     NonceMint,
     NonceState,
+    RandomPool,
     compute_ha1,
     compute_response,
 )
@@ -129,7 +130,8 @@ def test_challenges_one_per_algorithm_in_order_with_every_option():
     )
     scheme = make_scheme(options, Clock(1.5))
     nonce = scheme.nonces.issue()
-    assert nonce == "AAAAAAAABdwAAAAAAAAAADyp-qL91ooc8bbwjDfs_j8"
+    # 1500 ms, eight zero bytes of salt, keyed BLAKE2s (key b"k" * 32) truncated to 16 bytes: base64url
+    assert nonce == "AAAAAAAABdwAAAAAAAAAADHbgLJ86yZjRHK-z3i1m_s"
     tail = f'nonce="{nonce}", opaque="op\\"aque", domain="/a http://b/", charset=UTF-8, userhash=true'
     assert scheme.challenges(RFC_FACTS, stale=True) == [
         f'Digest realm="R", qop="auth, auth-int", algorithm=SHA-512-256, {tail}, stale=true',
@@ -421,3 +423,16 @@ def test_authorizer_wants_body_only_for_auth_int(tmp_path):
     assert not authorizer.wants_body(['Digest username="a", qop=auth, nonce="x"'])
     assert not authorizer.wants_body(["Basic YTpi"])
     assert not authorizer.wants_body([])
+
+
+def test_random_pool_hands_out_fresh_pieces_across_refills():
+    pool = RandomPool(8, block=32)  # four pieces per read of os.urandom
+    pieces = [pool.take() for _ in range(10)]
+    assert all(len(p) == 8 for p in pieces)
+    assert len(set(pieces)) == 10  # 64 random bits each: a repeat means a piece was handed out twice
+
+
+def test_default_nonces_differ_in_their_salt():
+    mint = NonceMint(10, Clock(1.0))
+    nonces = {mint.issue() for _ in range(600)}  # more than one 4 KiB block of salt
+    assert len(nonces) == 600 and all(mint.check(n)[0] is NonceState.FRESH for n in nonces)

@@ -75,6 +75,8 @@ def split_authorization(value: str) -> tuple[str, str]:
 
 def printable(text: str, limit: int = 64) -> str:
     """A user-supplied string made safe for one log line (no control characters)."""
+    if len(text) <= limit and text.isprintable():  # the usual case, on every accepted request
+        return text
     clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return clean + ("..." if len(text) > limit else "")
 

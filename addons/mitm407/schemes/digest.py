@@ -5,7 +5,7 @@ SHA-512-256 and their ``-sess`` variants), ``qop=auth`` and ``auth-int``,
 legacy RFC 2069 responses (no qop), ``userhash`` (§3.4.4), ``opaque``,
 ``domain``, ``charset=UTF-8`` and ``Proxy-Authentication-Info`` (§3.5).
 
-State is bounded: nonces are self-validating (timestamp, salt and an HMAC
+State is bounded: nonces are self-validating (timestamp, salt and a keyed-BLAKE2s MAC
 under a per-process key), so issuing one stores nothing; only the ``nc``
 counters of nonces in use live in an LRU of fixed size. HA1 values are
 computed once per scenario load, so a request costs a few hashes.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -45,7 +46,9 @@ class Algorithm(NamedTuple):
 
 
 def _hasher(name: str) -> Callable[[bytes], str]:
-    return lambda data: hashlib.new(name, data).hexdigest()
+    # hashlib's named constructors (md5, sha256) skip the name lookup of hashlib.new: twice per request
+    construct = getattr(hashlib, name, None) or functools.partial(hashlib.new, name)
+    return lambda data: construct(data).hexdigest()
 
 
 # RFC 7616 §6.1 registry. Dispatch table, as httpx's _ALGORITHM_TO_HASH_FUNCTION.
@@ -139,8 +142,27 @@ class NonceState(Enum):
     FORGED = "forged"  # not issued by this process (or damaged)
 
 
+class RandomPool:
+    """``os.urandom`` in pieces of ``size`` bytes, read 4 KiB at a time.
+
+    Digest issues a nonce with every 407 and a ``nextnonce`` with every accepted
+    request: one system call per 512 nonces instead of one per nonce.
+    """
+
+    def __init__(self, size: int, block: int = 4096) -> None:
+        self.size, self.block = size, block
+        self.buffer, self.offset = b"", 0
+
+    def take(self) -> bytes:
+        if self.offset + self.size > len(self.buffer):
+            self.buffer, self.offset = os.urandom(self.block), 0
+        piece = self.buffer[self.offset : self.offset + self.size]
+        self.offset += self.size
+        return piece
+
+
 class NonceMint:
-    """Issues and checks self-validating nonces: ``base64url(ms | salt | HMAC)``.
+    """Issues and checks self-validating nonces: ``base64url(ms | salt | MAC)``, MAC a keyed BLAKE2s.
 
     ``salt`` is the one source of randomness: tests pin it (and ``clock``) to
     get exact, repeatable challenges.
@@ -151,12 +173,15 @@ class NonceMint:
         ttl: float,
         clock: Callable[[], float],
         key: bytes = PROCESS_KEY,
-        salt: Callable[[], bytes] = lambda: os.urandom(8),
+        salt: Callable[[], bytes] | None = None,
     ) -> None:
-        self.ttl, self.clock, self.key, self.salt = ttl, clock, key, salt
+        self.ttl, self.clock, self.key = ttl, clock, key
+        self.salt = salt or RandomPool(8).take
 
     def _mac(self, stamp: int, salt: bytes) -> bytes:
-        return hmac.new(self.key, struct.pack(">Q", stamp) + salt, hashlib.sha256).digest()[:16]
+        # keyed BLAKE2s is a MAC by design (RFC 7693, keyed mode) and about 3x cheaper than HMAC-SHA-256
+        # here; it runs twice per accepted request (check the nonce, mint the nextnonce)
+        return hashlib.blake2s(struct.pack(">Q", stamp) + salt, key=self.key, digest_size=16).digest()
 
     def issue(self) -> str:
         stamp = int(self.clock() * 1000)
