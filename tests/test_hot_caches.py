@@ -116,3 +116,37 @@ def test_addon_hooks_are_sync_unless_a_delay_fault_applies(tmp_path):
         assert inspect.isawaitable(waiting) and delayed not in addon.delays
         asyncio.run(waiting)
         assert addon.pause(delayed) is None
+
+
+def scenario_text(schemes: str, extra: str = "") -> str:
+    return f'version: 1\nusers: {{u: "pw"}}\nschemes: [{schemes}]\n{extra}'
+
+
+def hooks_of(addon: Addon) -> set[str]:
+    """The per-request hooks mitmproxy would find on the addon (it looks them up at every event)."""
+    return {name for name in ("requestheaders", "request", "response") if callable(getattr(addon, name, None))}
+
+
+def test_request_and_response_hooks_are_attached_only_when_the_scenario_uses_them(tmp_path):
+    addon = Addon()
+    path, folder = str(tmp_path / "s.yaml"), tmp_path
+    addon.install(parse_scenario(scenario_text("basic"), path, folder))
+    assert hooks_of(addon) == {"requestheaders"}
+    addon.install(parse_scenario(scenario_text("digest", "digest: {qop: [auth, auth-int]}\n"), path, folder))
+    assert hooks_of(addon) == {"requestheaders", "request", "response"}
+    addon.install(parse_scenario(scenario_text("basic", "faults: [{drop: {at: response}}]\n"), path, folder))
+    assert hooks_of(addon) == {"requestheaders", "response"}
+    addon.install(parse_scenario(scenario_text("basic"), path, folder))  # a reload back to plain Basic
+    assert hooks_of(addon) == {"requestheaders"}
+
+
+def test_digest_accepted_request_gets_its_info_header_through_the_attached_hook(tmp_path):
+    """The hook mitmproxy finds is the one that adds Proxy-Authentication-Info."""
+    addon = Addon()
+    addon.install(parse_scenario(scenario_text("digest"), str(tmp_path / "s.yaml"), tmp_path))
+    flow = tflow.tflow(resp=True)
+    flow.metadata[META_AUTH] = AuthResult(Result.OK, "ok", "digest", "u", headers=(("Proxy-Authentication-Info", "x"),))
+    flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
+    with taddons.context(addon):
+        addon.response(flow)
+    assert flow.response.headers.get_all("Proxy-Authentication-Info") == ["x"]

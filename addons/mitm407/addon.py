@@ -174,6 +174,25 @@ class Addon:
         self.authorizer = Authorizer(scenario)
         self.faults = FaultEngine(scenario)
         self._signature = file_signature(scenario.files)
+        self.attach_hooks()
+
+    def attach_hooks(self) -> None:
+        """Offer mitmproxy the ``request`` and ``response`` hooks only when the scenario uses them.
+
+        mitmproxy looks every hook up on the addon at each event and calls what it finds
+        (a call and its argument tuple: a few microseconds in a busy proxy) whether or not
+        there is work. Only Digest (``auth-int`` reads the body; ``Proxy-Authentication-Info``),
+        connection-bound schemes and faults (``drop: response``) work there: Basic without faults
+        keeps one hook per request, ``requestheaders``.
+        """
+        schemes = self.authorizer.schemes if self.authorizer is not None else ()
+        body = any(getattr(scheme, "wants_body", None) for scheme in schemes)
+        late = body or any(scheme.name != "basic" for scheme in schemes) or self.faults.active
+        for name, hook, wanted in (("request", self.on_request, body), ("response", self.on_response, late)):
+            if wanted or (name == "response" and len(self.kill_on_response)):  # a drop decided before a reload
+                setattr(self, name, hook)
+            else:
+                self.__dict__.pop(name, None)
 
     # -- life cycle ----------------------------------------------------------
     def running(self) -> None:
@@ -283,7 +302,8 @@ class Addon:
             return None
         return auth
 
-    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+    def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """The ``request`` hook, when attached (``attach_hooks``): Digest ``auth-int`` decides here."""
         if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
             self.authorize(flow, flow.request.raw_content)
             return self.pause(flow)
@@ -293,7 +313,8 @@ class Addon:
         """The CONNECT's 200 is about to be sent: it carries the scheme's info headers."""
         self.add_auth_info(flow)
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def on_response(self, flow: http.HTTPFlow) -> None:
+        """The ``response`` hook, when attached (``attach_hooks``)."""
         if flow in self.kill_on_response:  # fault 'drop: response'
             self.kill_on_response.discard(flow)
             flow.kill()
