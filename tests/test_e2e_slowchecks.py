@@ -20,21 +20,28 @@ import bcrypt
 import pytest
 
 from hoplogcheck import wait_for_record
-from procs import HOPLOG, PROXYAUTH, basic, read_response, register_secret
+from procs import HOPLOG, PROXYAUTH, basic, curl, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
 
 COST = 12
 SLOW_PW, QUICK_PW = register_secret("slow", "bcrypt-slow-pw"), register_secret("quick", "quick-pw")
+TUNNEL_PW = register_secret("tunnel", "bcrypt-tunnel-pw")
 WRONG = [register_secret("slow", f"wrong-{i}") for i in range(6)]
 SAME_WRONG = register_secret("slow", "same-wrong")
 register_secret("slow", SAME_WRONG + "-not")
+register_secret("tunnel", SAME_WRONG + "-tunnel")
 STARTED = "slow password check started in a worker thread"
 
 
 @pytest.fixture(scope="module")
 def bcrypt_hash() -> str:
     return bcrypt.hashpw(SLOW_PW.encode(), bcrypt.gensalt(COST)).decode()
+
+
+@pytest.fixture(scope="module")
+def tunnel_hash() -> str:
+    return bcrypt.hashpw(TUNNEL_PW.encode(), bcrypt.gensalt(COST)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +56,9 @@ def bcrypt_seconds(bcrypt_hash: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def proxy(module_mitmdump, tmp_path_factory, logdir: Path, bcrypt_hash: str):
+def proxy(module_mitmdump, tmp_path_factory, logdir: Path, bcrypt_hash: str, tunnel_hash: str):
     directory = tmp_path_factory.mktemp("slowchecks")
-    (directory / "users.htpasswd").write_text(f"slow:{bcrypt_hash}\n", encoding="utf-8")
+    (directory / "users.htpasswd").write_text(f"slow:{bcrypt_hash}\ntunnel:{tunnel_hash}\n", encoding="utf-8")
     scenario = directory / "s.yaml"
     scenario.write_text(
         textwrap.dedent(
@@ -159,3 +166,16 @@ def test_answers_and_hop_log_of_the_bcrypt_path_are_unchanged(proxy, origin):
     finish([again])
     wait_until(lambda: proxy.log.count(origin.url("/right")) >= 2)  # its log output is out
     assert again.status == 200 and proxy.log.count(STARTED) == before
+
+
+def test_connect_with_bcrypt_credentials_checks_off_the_loop(proxy, tls_origin):
+    """The CONNECT hook defers too: the tunnel is accepted (and its requests pass) or refused as before."""
+    url = tls_origin.url("/tunnel")
+    before = proxy.log.count(STARTED)
+    good = curl("--cacert", proxy.ca_file, "-x", proxy.url, "--proxy-user", f"tunnel:{TUNNEL_PW}", url, url)
+    assert good.returncode == 0 and good.stdout.endswith("200"), good.stderr
+    assert [s.path for s in tls_origin.seen[-2:]] == ["/tunnel", "/tunnel"]
+    assert all("proxy-authorization" not in s.headers for s in tls_origin.seen)
+    refused = curl("--cacert", proxy.ca_file, "-x", proxy.url, "--proxy-user", f"tunnel:{SAME_WRONG}-tunnel", url)
+    assert refused.returncode == 56 and "407" in refused.stderr
+    wait_until(lambda: proxy.log.count(STARTED) - before == 2)  # one check per new credential, none inside
