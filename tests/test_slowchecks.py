@@ -214,3 +214,19 @@ def test_a_request_going_away_does_not_cancel_the_check_others_wait_for(addon, c
     asyncio.run(scenario())
     assert status(staying) == 200 and staying.metadata[META_AUTH].result is Result.OK
     assert META_AUTH not in leaving.metadata and len(checks) == 1
+
+
+def test_a_bypass_or_deny_rule_runs_no_bcrypt(tmp_path, checks):
+    """Those requests never check credentials: they must not wait for (or cost) a bcrypt either."""
+    rules = "rules:\n  - match: {path: /public}\n    auth: none\n  - match: {path: /forbidden}\n    auth: deny\n"
+    addon = Addon()
+    addon.install(bcrypt_scenario(tmp_path, extra=rules))
+    with taddons.context(addon):
+        outcomes = []
+        for path in ("/public", "/forbidden"):
+            flow = request("slow", "right")
+            flow.request.path = path
+            assert addon.requestheaders(flow) is None
+            outcomes.append((status(flow), flow.metadata[META_AUTH].result))
+    addon.slow_checks.close()
+    assert outcomes == [(200, Result.BYPASS), (403, Result.DENIED)] and checks == []

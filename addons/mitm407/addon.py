@@ -242,7 +242,7 @@ class Addon:
                 self.trust_connection(flow, known)
             else:
                 values = headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
-                check = self.slow_check(values)
+                check = self.slow_check(flow, values)
                 if check is not None:
                     decide = lambda: self.authorize_connect(flow, values)  # noqa: E731
                     return self.decide_after_slow_check(flow, check, values, decide)
@@ -269,17 +269,17 @@ class Addon:
         if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
             return None
-        check = self.slow_check(values)
+        check = self.slow_check(flow, values)
         if check is not None:
             return self.decide_after_slow_check(flow, check, values, lambda: self.authorize(flow, values=values))
         self.authorize(flow, values=values)
         return self.pause(flow)
 
-    def slow_check(self, values: Sequence[str]) -> SlowCheck | None:
-        """The bcrypt these credentials would cost now (uncached), if any."""
+    def slow_check(self, flow: http.HTTPFlow, values: Sequence[str]) -> SlowCheck | None:
+        """The bcrypt deciding this request would cost now (uncached credentials), if any."""
         if self.authorizer is None or not values:
             return None
-        return self.authorizer.slow_check(values)
+        return self.authorizer.slow_check(values, lambda: request_facts(flow))
 
     async def decide_after_slow_check(
         self, flow: http.HTTPFlow, check: SlowCheck, values: Sequence[str], decide: Callable[[], object]
@@ -297,7 +297,7 @@ class Addon:
             await self.slow_checks.run(check)
             if flow.response is not None or flow.error is not None:
                 return
-            again = self.slow_check(values)
+            again = self.slow_check(flow, values)
             if again is None:
                 break
             check = again

@@ -65,8 +65,7 @@ class Authorizer:
 
     def evaluate(self, facts: RequestFacts, authorizations: Sequence[str], header: str) -> Verdict:
         """Apply the first matching rule (or the default) and check credentials if needed."""
-        rule = self.scenario.rules.find(facts)
-        outcome = rule.outcome if rule else self.scenario.rules.default
+        rule, outcome = self.rule_for(facts)
         where = rule.label if rule else "the default"
         if outcome is Outcome.NONE:
             return Verdict(Action.FORWARD, AuthResult(Result.BYPASS, f"no authentication needed ({where})"), rule)
@@ -74,6 +73,11 @@ class Authorizer:
             return Verdict(Action.DENY, AuthResult(Result.DENIED, f"denied by {where}"), rule)
         result = self.authenticate(facts, authorizations, header)
         return Verdict(Action.FORWARD if result.ok else Action.CHALLENGE, result, rule)
+
+    def rule_for(self, facts: RequestFacts) -> tuple[Rule | None, Outcome]:
+        """The first matching rule (None: the default) and what it asks for."""
+        rule = self.scenario.rules.find(facts)
+        return rule, rule.outcome if rule else self.scenario.rules.default
 
     def authenticate(self, facts: RequestFacts, authorizations: Sequence[str], header: str) -> AuthResult:
         """Check the first credentials whose scheme is offered."""
@@ -110,12 +114,14 @@ class Authorizer:
         wants_body = getattr(found[0], "wants_body", None)
         return bool(wants_body and wants_body(found[1]))
 
-    def slow_check(self, authorizations: Sequence[str]) -> SlowCheck | None:
-        """The slow hash ``authenticate`` would run for these credentials, if any (not cached yet).
+    def slow_check(self, authorizations: Sequence[str], facts: Callable[[], RequestFacts]) -> SlowCheck | None:
+        """The slow hash ``evaluate`` would run for these credentials, if any (not cached yet).
 
         bcrypt takes ~50 ms of CPU; on the event loop it would stall every
         other request. The addon runs it in a worker thread, caches the
-        result in the scheme, then decides as usual (a cache hit).
+        result in the scheme, then decides as usual (a cache hit). ``facts``
+        is called only when a check is pending, to see whether the request's
+        rule asks for credentials at all (a bypass or deny rule checks none).
         """
         if not self.has_slow_secrets:
             return None
@@ -123,7 +129,9 @@ class Authorizer:
         if found is None or not getattr(found[0], "has_slow_secrets", False):
             return None
         scheme = cast(SlowSecretScheme, found[0])
-        return SlowCheck(scheme, found[1]) if scheme.slow_check_pending(found[1]) else None
+        if not scheme.slow_check_pending(found[1]) or self.rule_for(facts())[1] is not Outcome.REQUIRED:
+            return None
+        return SlowCheck(scheme, found[1])
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         """Every scheme's challenges, in the scenario's order."""
