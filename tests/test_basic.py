@@ -107,6 +107,51 @@ def test_bcrypt_verified_once_then_cached(monkeypatch):
     assert len(calls) == 4
 
 
+def test_slow_check_pending_only_for_an_uncached_slow_secret(monkeypatch):
+    """The addon moves a check off the event loop only when verify would run bcrypt."""
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    calls = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda p, h: calls.append(1) or real(p, h))
+    clock = Clock()
+    users = {
+        "alice": User("alice", Secret("bcrypt", hashed), "t"),
+        "carol": User("carol", Secret("cleartext", "pw"), "t"),
+    }
+    scheme = BasicScheme(SchemeContext("R", users, None, 60, 100, clock))
+    assert scheme.has_slow_secrets
+    for cheap in ("carol:pw", "carol:wrong", "mallory:pw", "nocolon"):
+        assert not scheme.slow_check_pending(token(cheap)), cheap
+    assert not scheme.slow_check_pending("!!")  # malformed: verify refuses it without a hash
+    for attempt, expected in (("alice:pw", Result.OK), ("alice:wrong", Result.BAD_CREDENTIALS)):
+        assert scheme.slow_check_pending(token(attempt))
+        scheme.remember(token(attempt), scheme.slow_check(token(attempt)))
+        assert not scheme.slow_check_pending(token(attempt))
+        assert scheme.verify(token(attempt), FACTS).result is expected
+    assert len(calls) == 2  # one bcrypt each, in slow_check; verify hit the cache
+    clock.now += 61  # expired: pending again, as verify would check again
+    assert scheme.slow_check_pending(token("alice:pw"))
+    assert len(calls) == 2
+    assert not BasicScheme(SchemeContext("R", {"carol": users["carol"]}, None, 60, 100, clock)).has_slow_secrets
+
+
+def test_remember_caches_exactly_what_verify_would(monkeypatch):
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    warmed, direct = scheme_with(Secret("bcrypt", hashed), Clock()), scheme_with(Secret("bcrypt", hashed), Clock())
+    for attempt in ("alice:pw", "alice:wrong"):
+        warmed.remember(token(attempt), warmed.slow_check(token(attempt)))
+        assert warmed.verify(token(attempt), FACTS) == direct.verify(token(attempt), FACTS)
+    # a cheap refusal is not cached by verify, nor by remember
+    cheap = scheme_with(Secret("cleartext", "pw"), Clock())
+    cheap.remember(token("alice:wrong"), cheap.slow_check(token("alice:wrong")))
+    assert len(cheap._verified) == 0
+    # remembering a key already cached replaces it in place: nothing else is evicted
+    full = scheme_with(Secret("bcrypt", hashed), Clock(), size=2)
+    for attempt in ("alice:pw", "alice:wrong", "alice:wrong"):
+        full.remember(token(attempt), full.slow_check(token(attempt)))
+    assert len(full._verified) == 2 and not full.slow_check_pending(token("alice:pw"))
+
+
 def test_cheap_refusals_are_not_cached():
     scheme = scheme_with(Secret("cleartext", "pw"), Clock())
     for attempt in ("alice:wrong", "mallory:pw", "nocolon"):

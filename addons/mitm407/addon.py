@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Awaitable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from . import headerfields
-from .authorizer import Action, Authorizer, Verdict
+from .authorizer import Action, Authorizer, SlowCheck, Verdict
 from .challenge import Answer, build_challenge, build_denial, credentials_field, credentials_header
 from .facts import RequestFacts
 from .fault_engine import Decision, FaultEngine, Fired
@@ -30,6 +30,7 @@ from .problems import ScenarioError
 from .results import AuthResult, Result
 from .scenario import Scenario, load_scenario, resolve_scenario_path
 from .shape import build_shaped_answer
+from .slowchecks import SlowChecks
 
 logger = logging.getLogger("mitm407")
 
@@ -121,6 +122,7 @@ class Addon:
         # Client connections authenticated as a whole: an accepted CONNECT tunnel
         # or a connection-bound scheme (NTLM). Never holds a password.
         self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
+        self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
@@ -205,6 +207,7 @@ class Addon:
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        self.slow_checks.close()
 
     def announce(self) -> None:
         scenario = self.scenario
@@ -249,15 +252,26 @@ class Addon:
 
     # -- hooks ---------------------------------------------------------------
     # Hooks are sync (a coroutine per request costs): mitmproxy awaits what a hook returns, so
-    # they return ``self.pause(flow)``, an awaitable only when a fault 'delay' applies.
+    # they return ``self.pause(flow)``, an awaitable only when a fault 'delay' applies, or
+    # ``decide_after_slow_check``'s coroutine when uncached credentials need bcrypt.
     def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is None:
             known = self.connection_auth(flow)
             if known is not None:  # a CONNECT on an NTLM-authenticated connection
                 self.trust_connection(flow, known)
-            elif self.authorize(flow) is Action.FORWARD:
-                self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+            else:
+                values = headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
+                check = self.slow_check(flow, values)
+                if check is not None:
+                    decide = lambda: self.authorize_connect(flow, values)  # noqa: E731
+                    return self.decide_after_slow_check(flow, check, values, decide)
+                self.authorize_connect(flow, values)
         return self.pause(flow)
+
+    def authorize_connect(self, flow: http.HTTPFlow, values: Sequence[str]) -> None:
+        """An accepted CONNECT authenticates its tunnel: requests inside it are not challenged again."""
+        if self.authorize(flow, values=values) is Action.FORWARD:
+            self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or flow.is_replay:
@@ -274,8 +288,42 @@ class Addon:
         if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
             return None
+        check = self.slow_check(flow, values)
+        if check is not None:
+            return self.decide_after_slow_check(flow, check, values, lambda: self.authorize(flow, values=values))
         self.authorize(flow, values=values)
         return self.pause(flow)
+
+    def slow_check(self, flow: http.HTTPFlow, values: Sequence[str]) -> SlowCheck | None:
+        """The bcrypt deciding this request would cost now (uncached credentials), if any."""
+        if self.authorizer is None or not values:
+            return None
+        return self.authorizer.slow_check(values, lambda: request_facts(flow))
+
+    async def decide_after_slow_check(
+        self, flow: http.HTTPFlow, check: SlowCheck, values: Sequence[str], decide: Callable[[], object]
+    ) -> None:
+        """Run the slow check in a worker thread, then decide on the loop as the sync hook would.
+
+        The check only fills the scheme's cache; ``decide`` (``authorize``)
+        then makes the usual decision, faults and lockout included, on a cache
+        hit. Meanwhile the flow may have been answered or killed (nothing left
+        to decide), or the scenario reloaded (new schemes, empty caches: check
+        once more). A 'rotate' fault rebuilding the schemes inside ``authorize``
+        makes that one decision check synchronously, as every check did before.
+        """
+        for _ in range(2):
+            await self.slow_checks.run(check)
+            if flow.response is not None or flow.error is not None:
+                return
+            again = self.slow_check(flow, values)
+            if again is None:
+                break
+            check = again
+        decide()
+        delay = self.pause(flow)
+        if delay is not None:
+            await delay
 
     @staticmethod
     def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:

@@ -51,6 +51,23 @@ class Scheme(Protocol):
         ...
 
 
+class SlowSecretScheme(Scheme, Protocol):
+    """A scheme whose check may cost a slow hash (Basic with bcrypt users).
+
+    The addon asks ``slow_check_pending`` before deciding; when true it runs
+    ``slow_check`` in a worker thread and hands the answer to ``remember`` on
+    the event loop thread, so ``verify`` then hits the cache.
+    """
+
+    has_slow_secrets: bool
+
+    def slow_check_pending(self, credentials: str) -> bool: ...
+
+    def slow_check(self, credentials: str) -> tuple[AuthResult, bool]: ...
+
+    def remember(self, credentials: str, checked: tuple[AuthResult, bool]) -> None: ...
+
+
 OptionsParser = Callable[[Reader, "Mapping | None"], Any]
 
 

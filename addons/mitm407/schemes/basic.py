@@ -82,9 +82,11 @@ class BasicScheme:
         self.options: BasicOptions = context.options or BasicOptions()
         self._challenge = build_basic_challenge(context.realm, self.options.charset)
         self._key = os.urandom(32)
-        # keyed hash of the token -> (result, expiry); only successes go in.
+        # keyed hash of the token -> (result, expiry): successes, and refusals that cost a slow hash.
         # OrderedDict: evicting the oldest is O(1) (a dict's first key is not, after many deletes).
         self._verified: OrderedDict[bytes, tuple[AuthResult, float]] = OrderedDict()
+        # No slow secret, no slow check to move off the event loop: one attribute read per request.
+        self.has_slow_secrets = any(user.secret.slow for user in context.users.values())
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         return [self._challenge]
@@ -101,14 +103,51 @@ class BasicScheme:
                 return hit[0]
             del self._verified[key]
         result, slow = self._check(credentials)
+        self._remember(key, result, slow, now)
+        return result
+
+    def slow_check_pending(self, credentials: str) -> bool:
+        """Would ``verify`` run a slow hash (bcrypt) for these credentials now?
+
+        True only for a known user whose secret is slow and whose token is not
+        cached (or expired): the addon then runs ``slow_check`` in a worker
+        thread first, so the proxy's event loop never waits ~50 ms for bcrypt.
+        Without any slow secret it answers at once; otherwise the cache is
+        looked up first, so a known client costs one keyed hash.
+        """
+        if not self.has_slow_secrets:
+            return False
+        hit = self._verified.get(self._cache_key(credentials))
+        if hit is not None and hit[1] > self.context.clock():
+            return False
+        try:
+            user, _ = parse_basic_credentials(credentials)
+        except BasicCredentialsError:
+            return False
+        entry = self.context.users.get(user)
+        return entry is not None and entry.secret.slow
+
+    def slow_check(self, credentials: str) -> tuple[AuthResult, bool]:
+        """The uncached check (result, whether it cost a slow hash); touches no mutable state.
+
+        Safe in a worker thread: it reads only the scheme's frozen users. Hand
+        its answer to ``remember`` back on the event loop thread, which alone
+        touches the cache.
+        """
+        return self._check(credentials)
+
+    def remember(self, credentials: str, checked: tuple[AuthResult, bool]) -> None:
+        """Cache what ``slow_check`` found exactly as ``verify`` would have: verify then hits it."""
+        self._remember(self._cache_key(credentials), *checked, self.context.clock())
+
+    def _remember(self, key: bytes, result: AuthResult, slow: bool, now: float) -> None:
         # Successes, and refusals that cost a slow hash: a client retrying a wrong password
-        # would run bcrypt (~50 ms of the proxy's only thread) on every request. A cached
-        # refusal stays a refusal; the key covers the whole token, so any change re-checks.
+        # would run bcrypt (~50 ms of CPU) on every request. A cached refusal stays a
+        # refusal; the key covers the whole token, so any change re-checks.
         if result.result is Result.OK or slow:
-            if len(self._verified) >= self.context.cache_size:
+            if key not in self._verified and len(self._verified) >= self.context.cache_size:
                 self._verified.popitem(last=False)  # oldest first
             self._verified[key] = (result, now + self.context.cache_ttl)
-        return result
 
     def _check(self, credentials: str) -> tuple[AuthResult, bool]:
         """The result, and whether it cost a slow hash."""
