@@ -88,3 +88,24 @@ def test_unwritable_hop_log_while_running_is_an_option_error(tmp_path):
         hoplog.running()
         with pytest.raises(exceptions.OptionsError, match="cannot open hop log"):
             tctx.configure(hoplog, hoplog=str(tmp_path / "missing-dir" / "h.jsonl"))
+
+
+def test_two_proxies_appending_to_one_hop_log_keep_their_lines_whole(tmp_path):
+    """Each line is one write() in append mode: two hop logs sharing a file interleave whole lines."""
+    path = tmp_path / "shared.jsonl"
+    first, second = HopLog(), HopLog()
+    with taddons.context(first) as tctx:
+        tctx.configure(first, hop_name="one", hoplog=str(path))
+        with taddons.context(second) as tctx2:
+            tctx2.configure(second, hop_name="two", hoplog=str(path))
+            for n in range(3):
+                for hoplog in (first, second):
+                    flow = tflow.tflow(resp=True)
+                    flow.request.path = f"/{n}/" + "x" * 5000  # longer than any buffer would flush at once
+                    hoplog.response(flow)
+            second.done()
+        first.done()
+    records = read_hop_log(path)
+    assert [(r["hop"], r["path"][:3]) for r in records] == [
+        (hop, f"/{n}/") for n in range(3) for hop in ("one", "two")
+    ]

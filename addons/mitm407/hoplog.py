@@ -395,7 +395,10 @@ class HopLog:
         line = json_line(record)
         try:
             if self._owns_out:
-                self.out.write(line)  # type: ignore[arg-type]
+                written = self.out.write(line)  # type: ignore[arg-type]
+                while written is not None and written < len(line):  # a short write (rare on files)
+                    line = line[written:]
+                    written = self.out.write(line)  # type: ignore[arg-type]
             else:  # stdout: flushed per line, like the file
                 self.out.write(line.decode("utf-8"))  # type: ignore[arg-type]
                 self.out.flush()
