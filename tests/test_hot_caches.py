@@ -50,15 +50,26 @@ def test_hoplog_defaults_before_any_configure():
     assert flow.response.headers.get_all("Proxy-Status") == ["mitm407"]
 
 
+def test_a_plain_2xx_without_a_log_file_reads_nothing_back(tmp_path):
+    hoplog = HopLog()
+    with taddons.context(hoplog):
+        flow = tflow.tflow(resp=True)
+        flow.response.headers["Via"] = "1.1 squid-a"
+        hoplog.responseheaders(flow)
+        hoplog.response(flow)
+    assert META_RECEIVED not in flow.metadata and META_ATTRIBUTION not in flow.metadata
+    assert flow.response.headers.get_all("Via") == ["1.1 squid-a", "1.1 mitm407"]
+
+
 def test_a_plain_2xx_is_not_attributed_until_its_line_is_written(tmp_path):
     hoplog = HopLog()
     with taddons.context(hoplog) as tctx:
+        tctx.configure(hoplog, hoplog=str(tmp_path / "h.jsonl"))
         flow = tflow.tflow(resp=True)
         flow.response.headers["Via"] = "1.1 squid-a"
         hoplog.responseheaders(flow)
         assert META_ATTRIBUTION not in flow.metadata  # below 400 nothing in the headers depends on it
         assert flow.metadata[META_RECEIVED] == (["1.1 squid-a"], [])  # raw: parsed only when needed
-        tctx.configure(hoplog, hoplog=str(tmp_path / "h.jsonl"))
         hoplog.response(flow)
     assert flow.metadata[META_ATTRIBUTION].kind is Kind.ORIGIN
     line = (tmp_path / "h.jsonl").read_text()

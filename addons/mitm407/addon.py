@@ -188,7 +188,7 @@ class Addon:
         keeps one hook per request, ``requestheaders``.
         """
         schemes = self.authorizer.schemes if self.authorizer is not None else ()
-        body = any(getattr(scheme, "wants_body", None) for scheme in schemes)
+        body = self.authorizer is not None and self.authorizer.may_want_body
         late = body or any(scheme.name != "basic" for scheme in schemes) or self.faults.active
         for name, hook, wanted in (("request", self.on_request, body), ("response", self.on_response, late)):
             if wanted or (name == "response" and len(self.kill_on_response)):  # a drop decided before a reload

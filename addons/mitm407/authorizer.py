@@ -62,6 +62,8 @@ class Authorizer:
         self._offered = ", ".join(s.token for s in self.schemes)
         # Only a scheme with slow secrets (Basic with bcrypt users) can have a slow check pending.
         self.has_slow_secrets = any(getattr(s, "has_slow_secrets", False) for s in self.schemes)
+        # Only a scheme with ``wants_body`` (Digest: qop=auth-int) can need the body to decide.
+        self.may_want_body = any(getattr(s, "wants_body", None) for s in self.schemes)
 
     def evaluate(self, facts: RequestFacts, authorizations: Sequence[str], header: str) -> Verdict:
         """Apply the first matching rule (or the default) and check credentials if needed."""
@@ -108,7 +110,7 @@ class Authorizer:
         Digest ``qop=auth-int`` hashes the body, which ``requestheaders`` has
         not read yet: the addon then decides in the ``request`` hook instead.
         """
-        found = self.scheme_for(authorizations)
+        found = self.scheme_for(authorizations) if self.may_want_body else None
         if found is None:
             return False
         wants_body = getattr(found[0], "wants_body", None)

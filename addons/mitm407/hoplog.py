@@ -276,7 +276,9 @@ class HopLog:
         if response is None or flow.metadata.get(META_HEADERS):
             return
         flow.metadata[META_HEADERS] = True
-        if not answered_here:  # raw values: parsed only if attribution or the log needs them
+        # What the next hop sent, before ours is added: only attribution reads it, which runs for
+        # answers of 400 and above and for the log line (raw values, parsed only then).
+        if not answered_here and (self.out is not None or response.status_code >= 400):
             flow.metadata[META_RECEIVED] = _via_and_proxy_status(response.headers)
         if flow.request.method == "CONNECT" and 200 <= response.status_code < 300:
             return  # mitmproxy sends no headers on an established tunnel (Android emulators break)
