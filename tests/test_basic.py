@@ -84,11 +84,17 @@ def test_results_and_reasons():
         assert "nope" not in result.reason and "pw" not in result.reason
 
 
-def test_bcrypt_verified_once_then_cached(monkeypatch):
+def counted_bcrypt(monkeypatch) -> tuple[str, list[int]]:
+    """A bcrypt hash of "pw", and a list that grows by one per bcrypt.checkpw call."""
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
-    calls = []
+    calls: list[int] = []
     real = bcrypt.checkpw
     monkeypatch.setattr(bcrypt, "checkpw", lambda p, h: calls.append(1) or real(p, h))
+    return hashed, calls
+
+
+def test_bcrypt_verified_once_then_cached(monkeypatch):
+    hashed, calls = counted_bcrypt(monkeypatch)
     clock = Clock()
     scheme = scheme_with(Secret("bcrypt", hashed), clock, ttl=60)
     for _ in range(50):
@@ -109,10 +115,7 @@ def test_bcrypt_verified_once_then_cached(monkeypatch):
 
 def test_slow_check_pending_only_for_an_uncached_slow_secret(monkeypatch):
     """The addon moves a check off the event loop only when verify would run bcrypt."""
-    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
-    calls = []
-    real = bcrypt.checkpw
-    monkeypatch.setattr(bcrypt, "checkpw", lambda p, h: calls.append(1) or real(p, h))
+    hashed, calls = counted_bcrypt(monkeypatch)
     clock = Clock()
     users = {
         "alice": User("alice", Secret("bcrypt", hashed), "t"),

@@ -77,6 +77,13 @@ def status(flow) -> int:
     return 200 if flow.response is None else flow.response.status_code
 
 
+def installed(tmp_path, extra: str) -> Addon:
+    """An addon running the bcrypt scenario plus ``extra`` YAML (faults, rules)."""
+    addon = Addon()
+    addon.install(bcrypt_scenario(tmp_path, extra=extra))
+    return addon
+
+
 def test_worker_count_leaves_a_core_to_the_event_loop():
     assert [worker_count(n) for n in (None, 1, 2, 3, 4, 64)] == [1, 1, 1, 2, 3, MAX_WORKERS]
 
@@ -173,8 +180,7 @@ def test_a_reload_meanwhile_checks_again_against_the_new_scenario(tmp_path, addo
 
 
 def test_lockout_counts_deferred_refusals_as_it_counts_synchronous_ones(tmp_path, checks):
-    addon = Addon()
-    addon.install(bcrypt_scenario(tmp_path, extra="faults:\n  - lockout: {failures: 2, seconds: 300, status: 403}\n"))
+    addon = installed(tmp_path, "faults:\n  - lockout: {failures: 2, seconds: 300, status: 403}\n")
     with taddons.context(addon):
         for password, expected in (("w1", 407), ("w2", 407), ("right", 403)):
             flow = request("slow", password)
@@ -186,8 +192,7 @@ def test_lockout_counts_deferred_refusals_as_it_counts_synchronous_ones(tmp_path
 
 def test_rotation_rebuilding_the_schemes_still_decides_correctly(tmp_path, checks):
     rotate = "faults:\n  - rotate: {user: quick, passwords: [p1, p2], requests: 1}\n"
-    addon = Addon()
-    addon.install(bcrypt_scenario(tmp_path, extra=rotate))
+    addon = installed(tmp_path, rotate)
     with taddons.context(addon):
         outcomes = []
         for user, password in (("quick", "p1"), ("slow", "right"), ("quick", "p2"), ("slow", "right")):
@@ -219,8 +224,7 @@ def test_a_request_going_away_does_not_cancel_the_check_others_wait_for(addon, c
 def test_a_bypass_or_deny_rule_runs_no_bcrypt(tmp_path, checks):
     """Those requests never check credentials: they must not wait for (or cost) a bcrypt either."""
     rules = "rules:\n  - match: {path: /public}\n    auth: none\n  - match: {path: /forbidden}\n    auth: deny\n"
-    addon = Addon()
-    addon.install(bcrypt_scenario(tmp_path, extra=rules))
+    addon = installed(tmp_path, rules)
     with taddons.context(addon):
         outcomes = []
         for path in ("/public", "/forbidden"):
