@@ -57,6 +57,11 @@ def destination_host(flow: http.HTTPFlow) -> str:
     return flow.request.host if is_proxy_mode(flow.client_conn) else flow.request.pretty_host
 
 
+def credentials_of(flow: http.HTTPFlow) -> list[str]:
+    """Every value of the header the client puts credentials in (proxy or server), in order."""
+    return headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
+
+
 def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
     request = flow.request
     is_connect = request.method == "CONNECT"
@@ -189,12 +194,20 @@ class Addon:
         """
         schemes = self.authorizer.schemes if self.authorizer is not None else ()
         body = self.authorizer is not None and self.authorizer.may_want_body
-        late = body or any(scheme.name != "basic" for scheme in schemes) or self.faults.active
-        for name, hook, wanted in (("request", self.on_request, body), ("response", self.on_response, late)):
-            if wanted or (name == "response" and len(self.kill_on_response)):  # a drop decided before a reload
-                setattr(self, name, hook)
-            else:
-                self.__dict__.pop(name, None)
+        late = (
+            body
+            or any(scheme.name != "basic" for scheme in schemes)
+            or (self.faults is not None and self.faults.active)
+            or len(self.kill_on_response) > 0  # a 'drop: response' decided before a reload
+        )
+        self._offer("request", self.on_request if body else None)
+        self._offer("response", self.on_response if late else None)
+
+    def _offer(self, name: str, hook: Callable[[http.HTTPFlow], object] | None) -> None:
+        if hook is None:
+            self.__dict__.pop(name, None)
+        else:
+            setattr(self, name, hook)
 
     # -- life cycle ----------------------------------------------------------
     def running(self) -> None:
@@ -260,7 +273,7 @@ class Addon:
             if known is not None:  # a CONNECT on an NTLM-authenticated connection
                 self.trust_connection(flow, known)
             else:
-                values = headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
+                values = credentials_of(flow)
                 check = self.slow_check(flow, values)
                 if check is not None:
                     decide = lambda: self.authorize_connect(flow, values)  # noqa: E731
@@ -284,7 +297,7 @@ class Addon:
                 self.record_faults(flow, (fired,))
                 flow.kill()
             return None
-        values = headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
+        values = credentials_of(flow)
         if self.authorizer is not None and values and self.authorizer.wants_body(values):
             flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
             return None
@@ -411,7 +424,7 @@ class Addon:
         if users is not None:
             self.authorizer = Authorizer(replace(self.scenario, users=users))
         if values is None:
-            values = headerfields.values(flow.request.headers, credentials_field(is_proxy))
+            values = credentials_of(flow)
         verdict = self.authorizer.evaluate(facts, values, header)
         decision = self.faults.decide(facts, verdict)  # faults after authentication
         verdict = decision.verdict
