@@ -35,3 +35,17 @@ def wait_for_record(path: Path, predicate, timeout: float = 10.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"no matching record in {path}:\n" + "\n".join(map(str, read_hop_log(path))))
         time.sleep(0.05)
+
+
+def answered_407_flow():
+    """A flow this proxy answered with a 407 for missing credentials, as the addon leaves it for the hop log."""
+    from mitmproxy.test import tflow
+
+    from mitm407.addon import META_ANSWERED, META_AUTH
+    from mitm407.results import AuthResult, Result
+
+    flow = tflow.tflow(resp=True)
+    flow.response.status_code = 407
+    flow.metadata[META_ANSWERED] = True
+    flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+    return flow

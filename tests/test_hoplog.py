@@ -7,10 +7,8 @@ from mitmproxy import exceptions
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from hoplogcheck import read_hop_log
-from mitm407.addon import META_ANSWERED, META_AUTH
+from hoplogcheck import answered_407_flow, read_hop_log
 from mitm407.hoplog import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
-from mitm407.results import AuthResult, Result
 from procs import basic, register_secret
 
 LEAKED_PW = register_secret("carl", "unit-leak-pw")
@@ -20,10 +18,7 @@ def test_answer_of_this_proxy_gets_mark_comment_and_proxy_status(tmp_path):
     hoplog = HopLog()
     with taddons.context(hoplog) as tctx:
         tctx.configure(hoplog, hop_name="edge", hoplog=str(tmp_path / "h.jsonl"))
-        flow = tflow.tflow(resp=True)
-        flow.response.status_code = 407
-        flow.metadata[META_ANSWERED] = True
-        flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+        flow = answered_407_flow()
         hoplog.responseheaders(flow)
         hoplog.response(flow)
         hoplog.response(flow)  # a second end event never writes a second line

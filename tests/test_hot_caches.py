@@ -9,7 +9,8 @@ import inspect
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from mitm407.addon import META_ANSWERED, META_AUTH, Addon
+from hoplogcheck import answered_407_flow
+from mitm407.addon import META_AUTH, Addon
 from mitm407.hoplog import META_ATTRIBUTION, META_RECEIVED, HopLog
 from mitm407.hops import Kind
 from mitm407.results import AuthResult, Result
@@ -85,10 +86,7 @@ def test_an_answer_is_attributed_once_and_reused_at_the_end(tmp_path, monkeypatc
     hoplog = HopLog()
     with taddons.context(hoplog) as tctx:
         tctx.configure(hoplog, hoplog=str(tmp_path / "h.jsonl"))
-        flow = tflow.tflow(resp=True)
-        flow.response.status_code = 407
-        flow.metadata[META_ANSWERED] = True
-        flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+        flow = answered_407_flow()
         hoplog.responseheaders(flow)
         hoplog.response(flow)
     assert len(calls) == 1
