@@ -5,6 +5,6 @@
 ``python -m mitm407 capture --upstream http://PROXY:PORT -o corp.yaml`` runs exactly this.
 """
 
-from mitm407.capture_addon import Capture
+from mitm407.capture.addon import Capture
 
 addons = [Capture()]

@@ -35,8 +35,8 @@ from typing import Any
 
 import measure  # puts addons/ on sys.path: keep it first
 
-from mitm407.addon import Addon
-from mitm407.scenario import parse_scenario
+from mitm407.proxy.addon import Addon
+from mitm407.scenario.load import parse_scenario
 
 ROUNDS = 5
 HOOKS = ("requestheaders", "request", "responseheaders", "response")
@@ -57,7 +57,7 @@ def digest_answer(addon: Addon) -> str:
     import hashlib
     import re
 
-    from mitm407.addon import request_facts
+    from mitm407.proxy.addon import request_facts
 
     flow = make_flow_factory()(False)
     challenge = addon.authorizer.challenges(request_facts(flow))[0]

@@ -35,11 +35,11 @@ import measure  # puts addons/ on sys.path: keep it first
 
 import digestclient
 import ntlmclient
-from mitm407.authorizer import Authorizer
-from mitm407.credentials import Secret, User
-from mitm407.facts import RequestFacts
-from mitm407.results import Result
-from mitm407.scenario import CacheConfig, load_scenario
+from mitm407.core.credentials import Secret, User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import Result
+from mitm407.gate.authorizer import Authorizer
+from mitm407.scenario.load import CacheConfig, load_scenario
 from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.basic import BasicScheme
 from mitm407.schemes.digest import DigestOptions, DigestScheme

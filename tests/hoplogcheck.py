@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "addons" / "mitm407" / "hoplog.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "addons" / "mitm407" / "hoplog" / "schema.json"
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
@@ -41,8 +41,8 @@ def answered_407_flow():
     """A flow this proxy answered with a 407 for missing credentials, as the addon leaves it for the hop log."""
     from mitmproxy.test import tflow
 
-    from mitm407.addon import META_ANSWERED, META_AUTH
-    from mitm407.results import AuthResult, Result
+    from mitm407.core.results import AuthResult, Result
+    from mitm407.proxy.addon import META_ANSWERED, META_AUTH
 
     flow = tflow.tflow(resp=True)
     flow.response.status_code = 407

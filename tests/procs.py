@@ -22,8 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
-from mitm407 import lab
-from mitm407.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
+from mitm407.teach import lab
+from mitm407.teach.lab import free_port, make_tls_context, stop_process, wait_for_port  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mitm407.schemes.authparams import (
+from mitm407.wire.authparams import (
     AuthParamError,
     Challenge,
     format_challenge,

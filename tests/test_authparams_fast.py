@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mitm407.schemes.authparams import AuthParamError, _Scanner, _simple_auth_params, parse_auth_params
+from mitm407.wire.authparams import AuthParamError, _Scanner, _simple_auth_params, parse_auth_params
 
 
 def scanner_params(text: str, max_params: int = 64, max_value: int = 4096) -> dict[str, str] | str:

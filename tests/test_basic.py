@@ -7,16 +7,11 @@ import base64
 import bcrypt
 import pytest
 
-from mitm407.credentials import Secret, User
-from mitm407.facts import RequestFacts
-from mitm407.results import Result
+from mitm407.core.credentials import Secret, User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import Result
 from mitm407.schemes.base import SchemeContext
-from mitm407.schemes.basic import (
-    BasicCredentialsError,
-    BasicScheme,
-    build_basic_challenge,
-    parse_basic_credentials,
-)
+from mitm407.schemes.basic import BasicCredentialsError, BasicScheme, build_basic_challenge, parse_basic_credentials
 
 FACTS = RequestFacts("GET", "http://x/", "x", 80, "/", "127.0.0.1", "c1")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from mitm407.cmd_scenarios import header_comment, shipped_scenarios
-from mitm407.fault_engine import FAULT_TYPES
-from mitm407.scenario import load_scenario
+from mitm407.cli.scenarios import header_comment, shipped_scenarios
+from mitm407.faults.engine import FAULT_TYPES
+from mitm407.scenario.load import load_scenario
 from procs import mitm407_cli
 
 FOUNDATION = {"default", "corp-basic", "htpasswd"}  # documented before the fault library existed

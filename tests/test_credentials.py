@@ -8,8 +8,8 @@ import subprocess
 import bcrypt
 import pytest
 
-from mitm407.credentials import Secret, apr1_crypt, classify_hash, parse_htpasswd, resolve_password
-from mitm407.problems import Problems
+from mitm407.core.credentials import Secret, apr1_crypt, classify_hash, parse_htpasswd, resolve_password
+from mitm407.core.problems import Problems
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")

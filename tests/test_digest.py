@@ -15,13 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digestclient import H, answer
-from mitm407.authorizer import Authorizer
-from mitm407.credentials import Secret, User
-from mitm407.facts import RequestFacts
-from mitm407.problems import ScenarioError
-from mitm407.results import Result
-from mitm407.scenario import parse_scenario
-from mitm407.schemes.authparams import parse_auth_params
+from mitm407.core.credentials import Secret, User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.problems import ScenarioError
+from mitm407.core.results import Result
+from mitm407.gate.authorizer import Authorizer
+from mitm407.scenario.load import parse_scenario
 from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.digest import (
     ALGORITHMS,
@@ -34,6 +33,7 @@ from mitm407.schemes.digest import (
     compute_ha1,
     compute_response,
 )
+from mitm407.wire.authparams import parse_auth_params
 
 # RFC 7616 §3.9.1
 RFC_REALM = "http-auth@example.org"

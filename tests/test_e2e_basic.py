@@ -319,7 +319,7 @@ def test_request_facts_target_is_absolute_form_for_a_forward_proxy():
     from mitmproxy.proxy import mode_specs
     from mitmproxy.test import tflow
 
-    from mitm407.addon import request_facts
+    from mitm407.proxy.addon import request_facts
 
     flow = tflow.tflow()
     flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")

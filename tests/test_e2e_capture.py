@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import squid as squid_helper
-from mitm407.probe import RawAnswer, connect_request, exchange
+from mitm407.capture.probe import RawAnswer, connect_request, exchange
 from procs import REPO, basic, curl, free_port, mitm407_cli, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from digestclient import answer
-from mitm407.schemes.authparams import parse_auth_params, parse_challenges
+from mitm407.wire.authparams import parse_auth_params, parse_challenges
 from procs import REPO, curl, raw_exchange, run
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 """End to end: hop logs of real proxy chains (mitm407 -> mitm407, mitm407 -> Squid, hops down).
 
-Every hop-log line the tests read is validated against hoplog.schema.json.
+Every hop-log line the tests read is validated against mitm407/hoplog/schema.json.
 """
 
 from __future__ import annotations

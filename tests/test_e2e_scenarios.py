@@ -13,8 +13,8 @@ import warnings
 
 import pytest
 
-from mitm407.fault_engine import Pacer
-from mitm407.faults import Trigger
+from mitm407.faults.engine import Pacer
+from mitm407.faults.settings import Trigger
 from procs import curl
 
 pytestmark = pytest.mark.e2e

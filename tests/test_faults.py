@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.authorizer import Action, Authorizer
-from mitm407.challenge import Answer
-from mitm407.facts import RequestFacts
-from mitm407.fault_engine import FAULT_TYPES, FaultEngine, Fired, Pacer
-from mitm407.faults import FAULT_PARSERS, Trigger
-from mitm407.problems import ScenarioError
-from mitm407.results import Result
-from mitm407.scenario import load_scenario
+from mitm407.core.answers import Answer
+from mitm407.core.facts import RequestFacts
+from mitm407.core.problems import ScenarioError
+from mitm407.core.results import Result
+from mitm407.faults.engine import FAULT_TYPES, FaultEngine, Fired, Pacer
+from mitm407.faults.settings import FAULT_PARSERS, Trigger
+from mitm407.gate.authorizer import Action, Authorizer
+from mitm407.scenario.load import load_scenario
 from procs import basic
 
 PLAIN = RequestFacts("GET", "http://example.com/", "example.com", 80, "/", "127.0.0.1", "c1")

@@ -8,7 +8,7 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
 from hoplogcheck import answered_407_flow, read_hop_log
-from mitm407.hoplog import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
+from mitm407.hoplog.addon import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
 from procs import basic, register_secret
 
 LEAKED_PW = register_secret("carl", "unit-leak-pw")

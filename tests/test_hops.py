@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mitm407.hops import (
+from mitm407.hoplog.attribution import (
     HopFacts,
     Kind,
     ProxyStatusEntry,
@@ -23,7 +23,7 @@ from mitm407.hops import (
     parse_via,
     redact_query,
 )
-from mitm407.hopsummary import format_markdown, format_text, summarize_lines
+from mitm407.hoplog.summary import format_markdown, format_text, summarize_lines
 
 
 def test_via_rfc9110_example():

@@ -10,11 +10,11 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
 from hoplogcheck import answered_407_flow
-from mitm407.addon import META_AUTH, Addon
-from mitm407.hoplog import META_ATTRIBUTION, META_RECEIVED, HopLog
-from mitm407.hops import Kind
-from mitm407.results import AuthResult, Result
-from mitm407.scenario import parse_scenario
+from mitm407.core.results import AuthResult, Result
+from mitm407.hoplog.addon import META_ATTRIBUTION, META_RECEIVED, HopLog
+from mitm407.hoplog.attribution import Kind
+from mitm407.proxy.addon import META_AUTH, Addon
+from mitm407.scenario.load import parse_scenario
 
 
 def test_cached_via_and_proxy_status_follow_option_changes():
@@ -78,7 +78,7 @@ def test_a_plain_2xx_is_not_attributed_until_its_line_is_written(tmp_path):
 
 
 def test_an_answer_is_attributed_once_and_reused_at_the_end(tmp_path, monkeypatch):
-    import mitm407.hoplog as hoplog_module
+    import mitm407.hoplog.addon as hoplog_module
 
     calls = []
     real = hoplog_module.attribute_hop

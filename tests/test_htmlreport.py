@@ -6,7 +6,7 @@ import copy
 import json
 import re
 
-from mitm407.htmlreport import lanes_of, render_flow, render_lines, render_report, status_class, upstream_hops
+from mitm407.hoplog.html import lanes_of, render_flow, render_lines, render_report, status_class, upstream_hops
 
 # a real line (hop "edge", no credentials), as hoplog.py wrote it
 BASE = json.loads(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mitm407.capture_files import CaptureFileError, observations_from_har
-from mitm407.infer import CaptureError, body_template, generated_value, infer_scenario, map_challenges
-from mitm407.observe import REDACTED, Challenge, make_observation, parse_challenge, scrub
-from mitm407.scenario import parse_scenario
+from mitm407.capture.files import CaptureFileError, observations_from_har
+from mitm407.capture.infer import CaptureError, body_template, generated_value, infer_scenario, map_challenges
+from mitm407.capture.observe import REDACTED, Challenge, make_observation, parse_challenge, scrub
+from mitm407.scenario.load import parse_scenario
 
 # RFC 7616 §3.9.1
 RFC_DIGEST = (
@@ -175,7 +175,7 @@ def test_lockout_and_bypass_are_noted():
 
 def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
     """Without a ``lockout`` fault, or one that rejects the settings, the capture still passes ``check``."""
-    from mitm407 import faults
+    from mitm407.faults import settings as faults
 
     wrong = f"Basic {TOKEN}"
     observations = [observe(), observe(credentials=wrong), observe(credentials=wrong, status=403, headers=[])]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.cmd_run import build_command
+from mitm407.cli.run import build_command
 from procs import REPO, curl, free_port, run, stop_process, wait_for_port
 
 

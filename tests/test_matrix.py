@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.matrix.cases import CASES, Case
-from mitm407.matrix.clients import Client, Observation, excerpt, find_status, first_line_version
-from mitm407.matrix.render import render_markdown
-from mitm407.matrix.runner import NOT_AVAILABLE, NOT_INSTALLED, judge, run_matrix
+from mitm407.teach.matrix.cases import CASES, Case
+from mitm407.teach.matrix.clients import Client, Observation, excerpt, find_status, first_line_version
+from mitm407.teach.matrix.render import render_markdown
+from mitm407.teach.matrix.runner import NOT_AVAILABLE, NOT_INSTALLED, judge, run_matrix
 from procs import REPO, mitm407_cli
 
 SCENARIOS = REPO / "scenarios"

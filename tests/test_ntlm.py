@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from spnego._ntlm_raw.messages import Challenge, NegotiateFlags
 from spnego._spnego import NegTokenInit, NegTokenResp, unpack_token
 
-from mitm407.credentials import Secret, User
-from mitm407.facts import RequestFacts
-from mitm407.problems import ScenarioError
-from mitm407.results import Result
-from mitm407.scenario import load_scenario
+from mitm407.core.credentials import Secret, User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.problems import ScenarioError
+from mitm407.core.results import Result
+from mitm407.scenario.load import load_scenario
 from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.handshakes import HandshakeTable
 from mitm407.schemes.negotiate import NTLM_OID, NegotiateScheme
@@ -429,7 +429,7 @@ def test_negotiate_section_can_alias_the_ntlm_one(tmp_path):
 
 
 def test_handshake_challenge_is_www_authenticate_in_reverse_mode():
-    from mitm407.challenge import build_challenge
+    from mitm407.core.answers import build_challenge
 
     step = ntlm().verify(b64(_type1()), facts())
     as_proxy = build_challenge(step, [], True, "hop")

@@ -22,21 +22,22 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mitm407 import hops
-from mitm407.authorizer import Action, Authorizer
-from mitm407.credentials import parse_htpasswd
-from mitm407.facts import RequestFacts
-from mitm407.faults import FAULT_PARSERS
-from mitm407.problems import Problems, ScenarioError
-from mitm407.results import Result
-from mitm407.rules import Match, client_in, compile_hosts
-from mitm407.scenario import Scenario, parse_scenario
-from mitm407.schemes import authparams, ntlm_acceptor
+from mitm407.core.credentials import parse_htpasswd
+from mitm407.core.facts import RequestFacts
+from mitm407.core.problems import Problems, ScenarioError
+from mitm407.core.results import Result
+from mitm407.core.rules import Match, client_in, compile_hosts
+from mitm407.faults.settings import FAULT_PARSERS
+from mitm407.gate.authorizer import Action, Authorizer
+from mitm407.hoplog import attribution as hops
+from mitm407.scenario.load import Scenario, parse_scenario
+from mitm407.schemes import ntlm_acceptor
 from mitm407.schemes.base import printable, split_authorization
 from mitm407.schemes.basic import BasicCredentialsError, build_basic_challenge, parse_basic_credentials
+from mitm407.wire import authparams
 
 try:  # the fault engine (issue 7), when this branch has it
-    from mitm407.fault_engine import FaultEngine
+    from mitm407.faults.engine import FaultEngine
 except ImportError:
     FaultEngine = None  # type: ignore[assignment,misc]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-from mitm407.facts import RequestFacts
-from mitm407.rules import Outcome
-from mitm407.scenario import parse_scenario
+from mitm407.core.facts import RequestFacts
+from mitm407.core.rules import Outcome
+from mitm407.scenario.load import parse_scenario
 
 SCENARIO = textwrap.dedent("""\
     users: {a: b}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.problems import ScenarioError
-from mitm407.rules import Outcome
-from mitm407.scenario import load_scenario, repo_scenario_dir, resolve_scenario_path
+from mitm407.core.problems import ScenarioError
+from mitm407.core.rules import Outcome
+from mitm407.scenario.load import load_scenario, repo_scenario_dir, resolve_scenario_path
 from procs import mitm407_cli
 
 SCENARIOS = sorted(repo_scenario_dir().glob("*.yaml"))

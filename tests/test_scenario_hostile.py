@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.problems import ScenarioError
-from mitm407.scenario import parse_scenario
+from mitm407.core.problems import ScenarioError
+from mitm407.scenario.load import parse_scenario
 
 
 def problems(text: str, tmp_path: Path) -> list[str]:

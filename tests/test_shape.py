@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.facts import RequestFacts
-from mitm407.problems import ScenarioError
-from mitm407.results import AuthResult, Result
-from mitm407.scenario import parse_scenario
-from mitm407.shape import build_shaped_answer, fill, request_values
+from mitm407.core.facts import RequestFacts
+from mitm407.core.problems import ScenarioError
+from mitm407.core.results import AuthResult, Result
+from mitm407.core.shape import build_shaped_answer, fill, request_values
+from mitm407.scenario.load import parse_scenario
 
 HEAD = "version: 1\nusers: {u: p}\nschemes: [basic]\n"
 PLAIN = RequestFacts("GET", "/x", "example.com", 8080, "/x?token=abc", "127.0.0.1", "c1")

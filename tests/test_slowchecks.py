@@ -20,10 +20,10 @@ import bcrypt
 import pytest
 from mitmproxy.test import taddons, tflow
 
-from mitm407.addon import META_AUTH, Addon
-from mitm407.results import Result
-from mitm407.scenario import Scenario, parse_scenario
-from mitm407.slowchecks import MAX_WORKERS, worker_count
+from mitm407.core.results import Result
+from mitm407.proxy.addon import META_AUTH, Addon
+from mitm407.proxy.slowchecks import MAX_WORKERS, worker_count
+from mitm407.scenario.load import Scenario, parse_scenario
 
 
 def basic(user: str, password: str) -> str:

@@ -1,5 +1,5 @@
 """``python -m mitm407 ...``: see ``cli.py``."""
 
-from .cli import main
+from mitm407.cli import main
 
 raise SystemExit(main())

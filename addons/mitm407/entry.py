@@ -13,7 +13,7 @@ def hoplog_addons() -> list[Any]:
     """
     from mitmproxy import ctx
 
-    from .hoplog import HopLog
+    from mitm407.hoplog.addon import HopLog
 
     master = getattr(ctx, "master", None)
     if master is not None and master.addons.get("hoplog") is not None:
@@ -23,7 +23,7 @@ def hoplog_addons() -> list[Any]:
 
 def all_addons() -> list[Any]:
     """What ``addons/proxyauth.py`` loads: challenge, validate, relay CONNECT refusals, the hop log."""
-    from .addon import Addon
-    from .connectrelay import ConnectRelay
+    from mitm407.proxy.addon import Addon
+    from mitm407.proxy.connectrelay import ConnectRelay
 
     return [Addon(), ConnectRelay(), *hoplog_addons()]

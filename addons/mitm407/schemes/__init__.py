@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import SchemeSpec
+from mitm407.schemes.base import SchemeSpec
 
 SCHEME_MODULES: dict[str, str] = {
     "basic": "basic",

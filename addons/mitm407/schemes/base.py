@@ -13,10 +13,10 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..credentials import User
-from ..facts import RequestFacts
-from ..results import AuthResult
-from ..yamlnodes import Mapping, Reader
+from mitm407.core.credentials import User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import AuthResult
+from mitm407.core.yamlnodes import Mapping, Reader
 
 MAX_CREDENTIALS = 16 * 1024  # longer Proxy-Authorization values are refused unparsed
 

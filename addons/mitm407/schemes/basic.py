@@ -17,10 +17,10 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..facts import RequestFacts
-from ..results import AuthResult, Result
-from ..yamlnodes import Mapping, Reader
-from .base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import AuthResult, Result
+from mitm407.core.yamlnodes import Mapping, Reader
+from mitm407.schemes.base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
 
 
 class BasicCredentialsError(ValueError):

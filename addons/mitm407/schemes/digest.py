@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
-from ..credentials import User
-from ..facts import RequestFacts
-from ..results import AuthResult, Result
-from ..yamlnodes import Mapping, Reader
-from .authparams import AuthParamError, format_challenge, format_param, parse_auth_params
-from .base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
+from mitm407.core.credentials import User
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import AuthResult, Result
+from mitm407.core.yamlnodes import Mapping, Reader
+from mitm407.schemes.base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
+from mitm407.wire.authparams import AuthParamError, format_challenge, format_param, parse_auth_params
 
 
 class Algorithm(NamedTuple):

@@ -16,11 +16,11 @@ import base64
 
 from spnego._spnego import NegState, NegTokenInit, NegTokenResp, unpack_token
 
-from ..facts import RequestFacts
-from ..results import AuthResult, Result
-from .base import SchemeSpec
-from .ntlm import NtlmScheme
-from .ntlm_acceptor import SIGNATURE, Step, TokenError, decode_token, parse_ntlm_options, with_header
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import AuthResult, Result
+from mitm407.schemes.base import SchemeSpec
+from mitm407.schemes.ntlm import NtlmScheme
+from mitm407.schemes.ntlm_acceptor import SIGNATURE, Step, TokenError, decode_token, parse_ntlm_options, with_header
 
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
 MECH_NAMES = {

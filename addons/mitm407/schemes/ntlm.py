@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import base64
 
-from ..facts import RequestFacts
-from ..results import AuthResult, Result
-from .base import SchemeContext, SchemeSpec
-from .ntlm_acceptor import NtlmAcceptor, NtlmOptions, TokenError, decode_token, parse_ntlm_options, with_header
+from mitm407.core.facts import RequestFacts
+from mitm407.core.results import AuthResult, Result
+from mitm407.schemes.base import SchemeContext, SchemeSpec
+from mitm407.schemes.ntlm_acceptor import (
+    NtlmAcceptor,
+    NtlmOptions,
+    TokenError,
+    decode_token,
+    parse_ntlm_options,
+    with_header,
+)
 
 
 class NtlmScheme:

@@ -37,12 +37,12 @@ from spnego._ntlm_raw.messages import (
     Version,
 )
 
-from ..credentials import User
-from ..results import AuthResult, Result
-from ..yamlnodes import Mapping as YamlMapping
-from ..yamlnodes import Reader
-from .base import MAX_CREDENTIALS, printable
-from .handshakes import HandshakeTable
+from mitm407.core.credentials import User
+from mitm407.core.results import AuthResult, Result
+from mitm407.core.yamlnodes import Mapping as YamlMapping
+from mitm407.core.yamlnodes import Reader
+from mitm407.schemes.base import MAX_CREDENTIALS, printable
+from mitm407.schemes.handshakes import HandshakeTable
 
 SIGNATURE = b"NTLMSSP\x00"
 DOMAIN_CHECKS = ("any", "optional", "exact")

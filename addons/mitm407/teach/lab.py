@@ -1,0 +1,187 @@
+"""Local processes for the matrix, the teaching demo and the tests.
+
+Everything binds 127.0.0.1 on a free port and is stopped by whoever started
+it: SIGINT to the process group first (a loaded mitmdump can ignore SIGTERM),
+SIGKILL after a grace period. Standard library only, except the TLS
+certificate helper, which uses ``cryptography`` (a mitmproxy dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ADDONS_DIR = Path(__file__).resolve().parents[2]
+ENTRY_SCRIPT = "from mitm407.entry import all_addons\n\naddons = all_addons()\n"
+
+# Proxy settings a client could pick up from the environment and that would
+# send local traffic around the proxy under test (NO_PROXY=127.0.0.1) or
+# through another one.
+PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 8.0) -> None:
+    """SIGINT the process group, then SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment without proxy variables (either case), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_ENV}
+    env.update(extra or {})
+    return env
+
+
+def mitmdump_binary() -> str:
+    """The mitmdump beside this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mitmdump"
+    return str(beside) if beside.exists() else (shutil.which("mitmdump") or "mitmdump")
+
+
+def entry_script(workdir: Path) -> Path:
+    """``addons/proxyauth.py`` in a checkout; a two-line copy of it when installed."""
+    checkout = ADDONS_DIR / "proxyauth.py"
+    if checkout.exists():
+        return checkout
+    script = workdir / "proxyauth.py"
+    script.write_text(ENTRY_SCRIPT, encoding="utf-8")
+    return script
+
+
+@dataclass
+class Mitmdump:
+    """A running mitmdump with the mitm407 addon."""
+
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    confdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.confdir / "mitmproxy-ca-cert.pem")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def wait_ready(self, what: str = "mitmdump") -> None:
+        """Wait until it listens; if it dies or hangs instead, stop it and raise with its log's tail."""
+        try:
+            wait_for_port(self.port, self.proc)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise RuntimeError(f"{what} did not start:\n{self.log[-4000:]}") from None
+
+
+def start_mitm407(
+    workdir: Path,
+    scenario: str | os.PathLike[str],
+    *,
+    name: str = "mitmdump",
+    hop_name: str | None = None,
+    mode: str | None = None,
+    confdir: Path | None = None,
+    wait: bool = True,
+) -> Mitmdump:
+    """mitmdump with the mitm407 addon on a free 127.0.0.1 port, logging to ``workdir``."""
+    port = free_port()
+    confdir = confdir or workdir / "confdir"
+    confdir.mkdir(parents=True, exist_ok=True)
+    args = [mitmdump_binary(), "--listen-host", "127.0.0.1", "-p", str(port), "--set", f"confdir={confdir}"]
+    args += ["--set", "ssl_insecure=true", "--set", "connection_strategy=lazy"]
+    args += ["-s", str(entry_script(workdir)), "--set", f"scenario={scenario}"]
+    if hop_name:
+        args += ["--set", f"hop_name={hop_name}"]
+    if mode:
+        args += ["--mode", mode]
+    log_path = workdir / f"{name}-{port}.log"
+    env = clean_env({"PYTHONPATH": os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))})
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    dump = Mitmdump(port, proc, log_path, confdir)
+    if wait:
+        dump.wait_ready(name)
+    return dump
+
+
+def make_tls_context(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "origin.crt", directory / "origin.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
