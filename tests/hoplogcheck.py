@@ -42,10 +42,10 @@ def answered_407_flow():
     from mitmproxy.test import tflow
 
     from mitm407.core.results import AuthResult, Result
-    from mitm407.proxy.addon import META_ANSWERED, META_AUTH
+    from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, auth_record
 
     flow = tflow.tflow(resp=True)
     flow.response.status_code = 407
     flow.metadata[META_ANSWERED] = True
-    flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+    flow.metadata[META_AUTH] = auth_record(AuthResult(Result.MISSING, "no Proxy-Authorization header"))
     return flow
