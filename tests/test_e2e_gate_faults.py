@@ -39,9 +39,10 @@ def setup(module_mitmdump, tmp_path_factory):
 
 
 def credentials(target: str, uri: str) -> str:
+    """Credentials the scheme must parse and verify: never a cached success (a cache hit parses nothing)."""
     scheme = target.split(".")[0]
     if scheme == "basic":
-        return basic("gate", PASSWORD)
+        return basic("gate", f"not-the-password-{uri}")
     if scheme == "digest":
         return f'Digest username="gate", realm="mitm407", nonce="n", uri="{uri}", response="0"'
     return f"NTLM {b64(client('gate', PASSWORD).step())}"
