@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from digestclient import answer as digest_answer
 from digestclient import params_of
 from ntlmclient import RawClient, b64, client, token_in
 from procs import MITMDUMP, basic, free_port, read_response, register_secret, run

@@ -40,7 +40,11 @@ def ask(g: Gate, *credentials: str, f: RequestFacts | None = None, **kwargs) -> 
     return g.decide(GateRequest(f or facts(), list(credentials), **kwargs))
 
 
-RULES = "schemes: [basic]\nrules:\n  - {match: {path: [/secret]}, auth: deny}\n  - {match: {path: [/open]}, auth: none}\n"
+RULES = (
+    "schemes: [basic]\nrules:\n"
+    "  - {match: {path: [/secret]}, auth: deny}\n"
+    "  - {match: {path: [/open]}, auth: none}\n"
+)
 
 
 def test_valid_credentials_forward_and_strip(tmp_path):
