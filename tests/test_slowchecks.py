@@ -142,11 +142,11 @@ def test_connect_defers_and_authenticates_the_tunnel(addon, checks):
     asyncio.run(waiting)
     assert flow.response is None and addon.connects[flow].result is Result.OK
     addon.http_connected(flow)  # established: only now its tunnel is trusted
-    assert addon.tunnels[flow.client_conn].result is Result.OK
+    assert addon.connections[flow.client_conn].tunnel.result is Result.OK
     refused = connect("slow", "wrong")
     asyncio.run(addon.http_connect(refused))
     assert refused.response.status_code == 407 and refused not in addon.connects
-    assert refused.client_conn not in addon.tunnels
+    assert refused.client_conn not in addon.connections
 
 
 def test_a_flow_killed_or_answered_meanwhile_is_not_decided(addon, checks):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from mitm407.core.answers import Answer, build_challenge, build_denial, credentials_header
 from mitm407.core.facts import RequestFacts
@@ -54,8 +55,10 @@ class ConnectionState:
 NEW_CONNECTION = ConnectionState()
 
 
-@dataclass(frozen=True, slots=True)
-class GateRequest:
+class GateRequest(NamedTuple):
+    """One request as the gate sees it. (A NamedTuple, like ``Outcome``: immutable, and built on every
+    request in about half the time of a frozen dataclass, measured.)"""
+
     facts: RequestFacts
     credentials: Sequence[str]  # every value of the credentials header, in order
     connection: ConnectionState = NEW_CONNECTION
@@ -65,9 +68,8 @@ class GateRequest:
     defer_slow: bool = True  # False: run a slow check (bcrypt) inline rather than asking for SLOW_CHECK
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the addon does with the flow; every field is a plain instruction."""
+class Outcome(NamedTuple):
+    """What the addon does with the flow; every field is a plain instruction. Immutable (a NamedTuple)."""
 
     kind: Kind
     auth: AuthResult | None = None  # None only for SLOW_CHECK and NEED_BODY (nothing decided yet)
@@ -96,6 +98,9 @@ class Gate:
         self.scenario = scenario
         self.authorizer = Authorizer(scenario, clock)
         self.faults = FaultEngine(scenario, clock)
+        # Only Digest (its ``uri``) and a captured response shape read a plain request's target:
+        # without them the addon skips rebuilding the URL on every request.
+        self.needs_target = scenario.response is not None or any(s.name == "digest" for s in self.schemes)
 
     # what the addon asks to wire its hooks
     @property
@@ -124,19 +129,22 @@ class Gate:
             outcome = self.on_authenticated_connection(request, known)
             if outcome is not None:
                 return outcome
-        values = request.credentials
-        if values and not facts.is_connect and facts.body is None and self.authorizer.wants_body(values):
-            return Outcome(Kind.NEED_BODY)
-        if values and request.defer_slow:
-            check = self.authorizer.slow_check(values, lambda: facts)
-            if check is not None:
-                return Outcome(Kind.SLOW_CHECK, slow_check=check)
+        values, authorizer = request.credentials, self.authorizer
+        if values:  # (attribute checks first: most scenarios have neither auth-int nor bcrypt)
+            if authorizer.may_want_body and facts.body is None and not facts.is_connect and authorizer.wants_body(
+                values
+            ):
+                return Outcome(Kind.NEED_BODY)
+            if authorizer.has_slow_secrets and request.defer_slow:
+                check = authorizer.slow_check(values, lambda: facts)
+                if check is not None:
+                    return Outcome(Kind.SLOW_CHECK, slow_check=check)
         users = self.faults.rotated_users()  # fault 'rotate', before authentication
         if users is not None:
             self.authorizer.users.replace_users(users)
-        verdict = self.authorizer.evaluate(facts, values, credentials_header(request.is_proxy))
+        verdict = authorizer.evaluate(facts, values, credentials_header(request.is_proxy))
         outcome = self.apply_faults(request, self.faults.decide(facts, verdict))
-        return replace(outcome, forget_connection=True) if forget else outcome
+        return outcome._replace(forget_connection=True) if forget else outcome
 
     def inside_tunnel(self, facts: RequestFacts, tunnel: AuthResult) -> Outcome:
         """A request inside an established, accepted tunnel: a real proxy never sees (nor challenges) it."""

@@ -14,11 +14,13 @@ def is_proxy_mode(client: connection.Client) -> bool:
     return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
 
 
-def destination_host(flow: http.HTTPFlow) -> str:
+def destination_host(flow: http.HTTPFlow, is_proxy: bool | None = None) -> str:
     """The host the request goes to.
 
     To a proxy that is the request-target's host, which mitmproxy connects to; the
     Host header could name another (a bypassed host, say) and costs a parse per request.
     Acting as the server (reverse mode), the Host header says which site was asked for.
     """
-    return flow.request.host if is_proxy_mode(flow.client_conn) else flow.request.pretty_host
+    if is_proxy is None:  # (the auth addon passes it: it has it already)
+        is_proxy = is_proxy_mode(flow.client_conn)
+    return flow.request.host if is_proxy else flow.request.pretty_host

@@ -20,6 +20,7 @@ import logging
 import os
 import weakref
 from collections.abc import Awaitable, MutableMapping
+from dataclasses import replace
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, http
@@ -32,7 +33,7 @@ from mitm407.core.problems import ScenarioError
 from mitm407.core.results import AuthResult, Result
 from mitm407.faults.engine import Fired
 from mitm407.gate.authorizer import SlowCheck
-from mitm407.gate.gate import ConnectionState, Gate, GateRequest, Kind, Outcome
+from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind, Outcome
 from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
@@ -49,14 +50,24 @@ ERROR_AUTH = AuthResult(Result.ERROR, "internal error in this proxy while decidi
 NO_SCENARIO_AUTH = AuthResult(Result.ERROR, "no valid scenario loaded (see the proxy log)")
 
 
-def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
+def request_facts(
+    flow: http.HTTPFlow, body: bytes | None = None, is_proxy: bool | None = None, target: bool = True
+) -> RequestFacts:
+    """What the gate may look at; ``is_proxy``: ``is_proxy_mode``, if the caller has it already.
+
+    ``target=False``: no scheme or shape of the scenario reads a plain request's target
+    (``Gate.needs_target``), so the URL is not rebuilt (the costliest fact) and stays "".
+    """
     request = flow.request
-    is_connect = request.method == "CONNECT"
+    if is_proxy is None:
+        is_proxy = is_proxy_mode(flow.client_conn)
+    method = request.method
+    is_connect = method == "CONNECT"
     peer = flow.client_conn.peername
     return RequestFacts(
-        method=request.method.upper(),
-        target=request.authority if is_connect else _request_target(flow),
-        host=destination_host(flow).lower().strip("[]"),
+        method=method.upper(),
+        target=request.authority if is_connect else _request_target(flow, is_proxy) if target else "",
+        host=destination_host(flow, is_proxy).lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
         client_ip=str(peer[0]) if peer else "",
@@ -66,16 +77,14 @@ def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFact
     )
 
 
-def _request_target(flow: http.HTTPFlow) -> str:
+def _request_target(flow: http.HTTPFlow, is_proxy: bool) -> str:
     """The request-target as the client wrote it, as far as mitmproxy keeps it.
 
     mitmproxy (11 and 12) turns an absolute-form target into origin-form
     before our hooks run; to a forward proxy a client always sends the
     absolute form, so rebuild it there (Digest's ``uri`` is compared with it).
     """
-    if is_proxy_mode(flow.client_conn):
-        return flow.request.url
-    return flow.request.path
+    return flow.request.url if is_proxy else flow.request.path
 
 
 def credentials_of(flow: http.HTTPFlow) -> list[str]:
@@ -136,8 +145,8 @@ class Addon:
         self.connects: MutableMapping[http.HTTPFlow, AuthResult] = weakref.WeakKeyDictionary()  # accepted CONNECTs
         # What a client connection earned (never a password): the tunnel of an accepted CONNECT,
         # once established (``http_connected``); a connection-bound scheme's success (NTLM).
-        self.tunnels: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
-        self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
+        # One table, one lookup per request: most connections earned nothing and are not in it.
+        self.connections: MutableMapping[connection.Client, ConnectionState] = weakref.WeakKeyDictionary()
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._watcher: asyncio.Task[None] | None = None
@@ -300,7 +309,7 @@ class Addon:
         try:
             auth = self.connects.pop(flow, None)
             if auth is not None:
-                self.tunnels[flow.client_conn] = auth
+                self.earned(flow.client_conn, tunnel=auth)
             self.add_response_headers(flow)
         except Exception:  # fail closed: the tunnel is simply not trusted, its requests get challenged
             logger.error("mitm407: internal error after a CONNECT was accepted", exc_info=True)
@@ -331,9 +340,16 @@ class Addon:
             # reverse mode answers as the server: Authentication-Info (RFC 7615)
             flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
 
+    def earned(self, client: connection.Client, **changes: AuthResult | None) -> None:
+        """Record what the client connection earned (``ConnectionState`` fields: tunnel, authenticated)."""
+        state = replace(self.connections.get(client, NEW_CONNECTION), **changes)
+        if state == NEW_CONNECTION:
+            self.connections.pop(client, None)
+        else:
+            self.connections[client] = state
+
     def client_disconnected(self, client: connection.Client) -> None:
-        self.tunnels.pop(client, None)
-        self.authenticated.pop(client, None)
+        self.connections.pop(client, None)
         if self.gate is not None:
             self.gate.connection_closed(client.id)
 
@@ -351,17 +367,19 @@ class Addon:
             if gate is None:  # fail closed: never forward without a scenario
                 self.answer_error(flow, NO_SCENARIO_AUTH, 503)
                 return None
-            facts = request_facts(flow, body)
-            outcome = gate.decide(self.gate_request(flow, facts, slow_checks > 0))
-            return self.apply(flow, facts, outcome, slow_checks)
+            is_proxy = is_proxy_mode(flow.client_conn)
+            facts = request_facts(flow, body, is_proxy, gate.needs_target)
+            outcome = gate.decide(self.gate_request(flow, facts, is_proxy, slow_checks > 0))
+            return self.apply(flow, facts, outcome, is_proxy, slow_checks)
         except Exception:
             self.fail(flow)
             return None
 
-    def gate_request(self, flow: http.HTTPFlow, facts: RequestFacts, defer_slow: bool) -> GateRequest:
+    def gate_request(self, flow: http.HTTPFlow, facts: RequestFacts, is_proxy: bool, defer_slow: bool) -> GateRequest:
         client = flow.client_conn
-        is_proxy = is_proxy_mode(client)
-        state = ConnectionState(self.tunnels.get(client), self.authenticated.get(client), client.tls_established)
+        state = self.connections.get(client, NEW_CONNECTION)
+        if state.authenticated is not None and state.tls != client.tls_established:
+            state = replace(state, tls=client.tls_established)
         return GateRequest(
             facts,
             headerfields.values(flow.request.headers, credentials_field(is_proxy)),
@@ -373,7 +391,7 @@ class Addon:
         )
 
     def apply(
-        self, flow: http.HTTPFlow, facts: RequestFacts, outcome: Outcome, slow_checks: int
+        self, flow: http.HTTPFlow, facts: RequestFacts, outcome: Outcome, is_proxy: bool, slow_checks: int
     ) -> Awaitable[None] | None:
         """Do what the outcome says to the flow; returns what the hook must await (a delay, a slow check)."""
         kind = outcome.kind
@@ -386,7 +404,7 @@ class Addon:
             return None
         client = flow.client_conn
         if outcome.forget_connection:
-            self.authenticated.pop(client, None)
+            self.earned(client, authenticated=None)
         auth = outcome.auth
         assert auth is not None
         flow.metadata[META_AUTH] = auth_record(auth)
@@ -406,9 +424,9 @@ class Addon:
             self.log_refusal(facts, answer.status, auth)
         else:
             if outcome.strip_credentials:
-                headerfields.remove(flow.request.headers, credentials_field(is_proxy_mode(client)))
+                headerfields.remove(flow.request.headers, credentials_field(is_proxy))
             if outcome.authenticates_connection:  # connection-bound scheme (NTLM)
-                self.authenticated[client] = auth
+                self.earned(client, authenticated=auth)
                 peer = client.peername
                 logger.info(
                     "mitm407: client %s:%s %s -> connection authenticated (%s)",
