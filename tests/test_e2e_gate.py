@@ -116,6 +116,10 @@ def test_the_error_is_logged_once_with_its_traceback(digest_proxy, origin):
 
 
 def test_missing_bcrypt_does_not_forward(mitmdump_factory, origin, tmp_path):
+    import mitmproxy.version
+
+    if int(mitmproxy.version.VERSION.split(".")[0]) >= 12:
+        pytest.skip("mitmproxy 12 imports bcrypt itself (mitmproxy.utils.htpasswd): it cannot start without it")
     hashed = "$2b$04$" + "a" * 53  # a bcrypt-shaped hash: checking it needs the bcrypt package
     (tmp_path / "users.htpasswd").write_text(f"slow:{hashed}\n", encoding="utf-8")
     path = tmp_path / "bcrypt.yaml"

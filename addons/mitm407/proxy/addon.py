@@ -45,6 +45,7 @@ from mitm407.schemes.base import printable
 
 logger = logging.getLogger("mitm407")
 
+STARTUP_GRACE = 2.0  # seconds after ``running`` before an internal error is logged as an error
 SLOW_CHECKS_PER_REQUEST = 2  # off-loop checks before deciding inline (a reload mid-check empties caches)
 ERROR_AUTH = AuthResult(Result.ERROR, "internal error in this proxy while deciding (see the proxy log)")
 NO_SCENARIO_AUTH = AuthResult(Result.ERROR, "no valid scenario loaded (see the proxy log)")
@@ -151,6 +152,7 @@ class Addon:
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
+        self._started = False  # mitmproxy's start-up error check is over (see ``fail``)
 
     # -- options -----------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -229,9 +231,15 @@ class Addon:
     # -- life cycle ----------------------------------------------------------
     def running(self) -> None:
         self._running = True
+        # mitmdump exits if an error is logged before its start-up ends (addons.errorcheck, checked
+        # once every addon's ``running`` returned); there is no hook for "started", so give it time.
+        asyncio.get_running_loop().call_later(STARTUP_GRACE, self._mark_started)
         self.announce()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    def _mark_started(self) -> None:
+        self._started = True
 
     def done(self) -> None:
         if self._watcher is not None:
@@ -469,8 +477,12 @@ class Addon:
             what = f"{request.method} {request.authority or request.host}"
         except Exception:
             what = "a request"
-        logger.error(
-            "mitm407: internal error while deciding %s; answered 500, not forwarded", printable(what, 200),
+        # While mitmproxy is still starting, an error line makes mitmdump exit: a client must not
+        # be able to stop the proxy by racing its start, so it is a warning until then.
+        logger.log(
+            logging.ERROR if self._started else logging.WARNING,
+            "mitm407: internal error while deciding %s; answered 500, not forwarded",
+            printable(what, 200),
             exc_info=True,
         )
         self.answer_error(flow, ERROR_AUTH, 500)
