@@ -27,6 +27,12 @@ def auth_record(auth: AuthResult) -> dict[str, str | None]:
     return auth.as_log()
 
 
+def auth_log(metadata: Mapping[str, Any]) -> Mapping[str, str | None] | None:
+    """The ``META_AUTH`` record as stored (the hop log writes it as is), or None."""
+    record = metadata.get(META_AUTH)
+    return record if isinstance(record, Mapping) else None
+
+
 def auth_of(metadata: Mapping[str, Any]) -> AuthResult | None:
     """The ``AuthResult`` recorded on a flow (as far as the record keeps it), or None."""
     record = metadata.get(META_AUTH)

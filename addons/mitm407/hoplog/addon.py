@@ -23,7 +23,7 @@ from typing import IO, Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_of
+from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_log
 from mitm407.hoplog.attribution import (
     Attribution,
     HopFacts,
@@ -357,7 +357,7 @@ class HopLog:
         proxy_status: tuple[ProxyStatusEntry, ...] = (
             tuple(parse_proxy_status(received[1])) if received and received[1] else ()
         )
-        auth = auth_of(flow.metadata)
+        auth = auth_log(flow.metadata)
         upstream = upstream_address(flow.client_conn)
         server = _server(response.headers) if response is not None else ""
         error = flow.error.msg if flow.error else None
@@ -376,7 +376,7 @@ class HopLog:
             proxy_status=proxy_status,
             server=server,
             error=error,
-            answer_reason=auth.reason if auth is not None and flow.metadata.get(META_ANSWERED) else None,
+            answer_reason=auth.get("reason") if auth is not None and flow.metadata.get(META_ANSWERED) else None,
             body_hint=body_hint,
             upstream_tunnel=upstream is not None
             and (flow.request.scheme == "https" or flow.client_conn in self.tunnels),
@@ -412,7 +412,7 @@ class HopLog:
     def record(self, flow: http.HTTPFlow, attribution: Attribution) -> dict[str, Any]:
         request, response = flow.request, flow.response
         is_connect = request.method == "CONNECT"
-        auth = auth_of(flow.metadata)
+        auth = auth_log(flow.metadata)
         peer = flow.client_conn.peername
         hop = self.hop_name
         if response is not None:
@@ -460,7 +460,7 @@ class HopLog:
             "upstream_proxy": upstream_address(flow.client_conn),
             "upstream_status": attribution.upstream_status,
             "error": error,
-            "auth": auth.as_log() if auth is not None else None,
+            "auth": auth,
             "rule": flow.metadata.get(META_RULE),
             "via": via,
             "proxy_status": proxy_status,
