@@ -68,3 +68,14 @@ soak: $(VENV)/.installed-test
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache build *.egg-info
+
+# The docs site: tools/gendocs.py regenerates the reference pages, mkdocs builds docs/ into site/
+# (--strict: a broken link or a missing page fails). docs-serve: http://127.0.0.1:8000 with live reload.
+.PHONY: docs docs-serve
+docs: $(VENV)/.installed-test
+	$(BIN)/python tools/gendocs.py
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-test
+	$(BIN)/python tools/gendocs.py
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
