@@ -79,3 +79,9 @@ docs: $(VENV)/.installed-test
 docs-serve: $(VENV)/.installed-test
 	$(BIN)/python tools/gendocs.py
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# docs/screenshot-*.png: the built site in headless Chromium (tests/test_docs_site.py)
+.PHONY: docs-screenshots
+docs-screenshots: $(VENV)/.installed-test
+	tools/ensure-debian-packages chromium
+	MITM407_DOCS_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_docs_site.py -k screenshots
