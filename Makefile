@@ -74,11 +74,11 @@ clean:
 .PHONY: docs docs-serve
 docs: $(VENV)/.installed-test
 	$(BIN)/python tools/gendocs.py
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 docs-serve: $(VENV)/.installed-test
 	$(BIN)/python tools/gendocs.py
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 # docs/screenshot-*.png: the built site in headless Chromium (tests/test_docs_site.py)
 .PHONY: docs-screenshots

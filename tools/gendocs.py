@@ -187,8 +187,8 @@ class Key:
 SECTION_TITLES = {
     "": ("Top level", ""),
     "users.NAME": (
-        "A user given as a mapping (`users: {alice: {password: ..., domain: ...}}`)",
-        "A user may also be written `name: password`. A password may be `env:VAR` (from the environment; unset is "
+        "`users:` entries",
+        "A user is `name: password` or `name: {password: ..., domain: ...}` (these keys). A password may be `env:VAR` (from the environment; unset is "
         "an error) or `file:PATH` (a file next to the scenario, one trailing newline dropped); a literal password "
         "starting with `env:` or `file:` must come from a file.",
     ),
@@ -230,7 +230,7 @@ RESPONSE_SHAPE = (
 
 KEYS: tuple[Key, ...] = (
     Key("", "version", "int", "(required)", "scenario format version; must be `1`", 1),
-    Key("", "name", "string", "the file name", "shown in logs and by tools", "corp"),
+    Key("", "name", "string", "(the file name)", "shown in logs and by tools", "corp"),
     Key("", "description", "string", "", "one line shown by `mitm407 scenarios`", "A corporate proxy."),
     Key("", "realm", "string", "mitm407", "the challenge's realm (quotes and backslashes are escaped)", "CORP"),
     Key(
@@ -241,8 +241,8 @@ KEYS: tuple[Key, ...] = (
         "user names may not contain `:`", {"bob": "hunter2", "carol": {"password": "x", "domain": "CORP"}},
     ),
     Key(
-        "", "htpasswd", "path or list", "", "Apache htpasswd files relative to the scenario: bcrypt (`htpasswd -B`), "
-        "`$apr1$` MD5 (`-m`), `{SHA}` (`-s`); DES crypt and plain-text lines are errors; a user defined twice is "
+        "", "htpasswd", "path or list", "", "Apache htpasswd files relative to the scenario: bcrypt (`$2y$`, `$2b$`, "
+        "`$2a$`, `htpasswd -B`), Apache MD5 (`$apr1$`, `-m`), SHA-1 (`{SHA}`, `-s`); DES crypt and plain-text lines are errors; a user defined twice is "
         "an error", "users.htpasswd",
     ),
     Key(
