@@ -188,7 +188,8 @@ SECTION_TITLES = {
     "": ("Top level", ""),
     "users.NAME": (
         "`users:` entries",
-        "A user is `name: password` or `name: {password: ..., domain: ...}` (these keys). A password may be `env:VAR` (from the environment; unset is "
+        "A user is `name: password` or `name: {password: ..., domain: ...}` (these keys). "
+        "A password may be `env:VAR` (from the environment; unset is "
         "an error) or `file:PATH` (a file next to the scenario, one trailing newline dropped); a literal password "
         "starting with `env:` or `file:` must come from a file.",
     ),
@@ -242,7 +243,8 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "", "htpasswd", "path or list", "", "Apache htpasswd files relative to the scenario: bcrypt (`$2y$`, `$2b$`, "
-        "`$2a$`, `htpasswd -B`), Apache MD5 (`$apr1$`, `-m`), SHA-1 (`{SHA}`, `-s`); DES crypt and plain-text lines are errors; a user defined twice is "
+        "`$2a$`, `htpasswd -B`), Apache MD5 (`$apr1$`, `-m`), SHA-1 (`{SHA}`, `-s`); "
+        "DES crypt and plain-text lines are errors; a user defined twice is "
         "an error", "users.htpasswd",
     ),
     Key(
