@@ -1,0 +1,172 @@
+"""End to end: Negotiate/Kerberos through a real mitmdump, a real MIT KDC, curl and a gssapi client.
+
+The realm (``mitm407.teach.realm``, the code behind ``mitm407 kdc``) runs for
+the module: alice has a ticket in its credential cache; the proxy accepts with
+the realm's HTTP/localhost keytab. The proxy is reached as ``localhost`` (the
+service principal's host name), as a real client would.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from pathlib import Path
+
+import pytest
+
+from hoplogcheck import read_hop_log, wait_for_record
+from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
+from procs import curl, read_response
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = """\
+version: 1
+name: e2e-kerberos
+realm: CORP.TEST
+users:
+  alice: "{alice}"
+schemes: [negotiate]
+negotiate:
+  kerberos:
+    keytab: {keytab}
+    principal: HTTP/localhost
+  mechanisms: [{mechanisms}]
+"""
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory: pytest.TempPathFactory):
+    need_kerberos()
+    with running_realm(tmp_path_factory.mktemp("realm")) as running:
+        assert running.kinit("alice", ALICE_PW).returncode == 0
+        yield running
+
+
+@pytest.fixture(scope="module")
+def proxy(realm, module_mitmdump, logdir: Path, tmp_path_factory: pytest.TempPathFactory):
+    scenario = tmp_path_factory.mktemp("kerberos-scenario") / "kerberos.yaml"
+    scenario.write_text(SCENARIO.format(alice=ALICE_PW, keytab=realm.keytab, mechanisms="kerberos"), encoding="utf-8")
+    hoplog = logdir / "hops-kerberos.jsonl"
+    dump = module_mitmdump(options={"scenario": str(scenario), "hoplog": str(hoplog)})
+    dump.hoplog = hoplog
+    return dump
+
+
+def localhost(proxy) -> str:
+    return f"http://localhost:{proxy.port}"
+
+
+def status_of(result) -> int:
+    return int(result.stdout.rsplit("\n", 1)[-1])
+
+
+def no_tokens_in_logs(proxy) -> None:
+    """SPNEGO tokens start with 'YII' in base64 (ASN.1 0x60 0x82): none may reach a log."""
+    assert "Negotiate YII" not in proxy.log
+    assert "YII" not in proxy.hoplog.read_text(encoding="utf-8")
+
+
+# -- curl ----------------------------------------------------------------------------
+
+
+def test_curl_with_a_ticket_plain_http(realm, proxy, origin):
+    result = curl("--proxy-negotiate", "-U", ":", "-x", localhost(proxy), origin.url("/krb-http"), env=realm_env(realm))
+    assert status_of(result) == 200, result.stderr
+    assert origin.seen[-1].path.endswith("/krb-http")
+    assert "proxy-authorization" not in origin.seen[-1].headers
+    proxy.wait_for_log("connection authenticated (Kerberos ticket accepted for 'alice@CORP.TEST'")
+    record = wait_for_record(proxy.hoplog, lambda r: r["path"].endswith("/krb-http") and r["status"] == 200)
+    assert (record["auth"]["scheme"], record["auth"]["user"], record["auth"]["result"]) == (
+        "negotiate",
+        "alice@CORP.TEST",
+        "ok",
+    )
+    # curl 7.88 sends its token with the first request (--proxy-negotiate picks one scheme): no 407 first
+    assert [r["status"] for r in read_hop_log(proxy.hoplog) if r["path"].endswith("/krb-http")] == [200]
+    no_tokens_in_logs(proxy)
+
+
+def test_curl_with_a_ticket_through_connect(realm, proxy, tls_origin):
+    url = tls_origin.url("/krb-tls")
+    result = curl(
+        "--cacert", proxy.ca_file, "--proxy-negotiate", "-U", ":", "-x", localhost(proxy), url, env=realm_env(realm)
+    )
+    assert status_of(result) == 200, result.stderr
+    assert tls_origin.seen[-1].path.endswith("/krb-tls")
+    no_tokens_in_logs(proxy)
+
+
+def test_curl_without_a_ticket_gets_407_negotiate_only(realm, proxy, origin, tmp_path):
+    env = {**realm_env(realm), "KRB5CCNAME": f"FILE:{tmp_path / 'empty-ccache'}"}
+    result = curl("-v", "--proxy-negotiate", "-U", ":", "-x", localhost(proxy), origin.url("/krb-none"), env=env)
+    assert status_of(result) == 407
+    offered = [line for line in result.stderr.splitlines() if line.lower().startswith("< proxy-authenticate")]
+    assert offered and all(line.split(":", 1)[1].strip() == "Negotiate" for line in offered)  # no NTLM fallback
+
+
+def test_curl_by_ip_asks_for_a_service_the_kdc_does_not_know(realm, proxy, origin):
+    """Wrong SPN: reached as 127.0.0.1, curl wants HTTP/127.0.0.1, gets no ticket and stops at the 407."""
+    result = curl("--proxy-negotiate", "-U", ":", "-x", proxy.url, origin.url("/krb-ip"), env=realm_env(realm))
+    assert status_of(result) == 407
+
+
+def realm_env(realm) -> dict[str, str]:
+    import os
+
+    return {**os.environ, **realm.env}
+
+
+# -- a Python client: gssapi makes the token --------------------------------------------
+
+
+def raw_get(port: int, url: str, token: str | None) -> tuple[int, dict[str, str]]:
+    """One GET through the proxy on a new connection: (status, lower-case headers)."""
+    header = f"Proxy-Authorization: Negotiate {token}\r\n" if token else ""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+        raw = read_response(s.makefile("rb"))
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+    return int(head[0].split()[1]), headers
+
+
+def test_python_client_spnego_with_mutual_authentication(realm, proxy, origin):
+    token, context = client_token()
+    status, headers = raw_get(proxy.port, origin.url("/krb-python"), token)
+    assert status == 200
+    scheme, _, reply = headers["proxy-authenticate"].partition(" ")
+    assert scheme == "Negotiate"
+    context.step(base64.b64decode(reply))  # the AP-REP proves the proxy holds the service key
+    assert context.complete
+    proxy.wait_for_log("Kerberos ticket accepted for 'alice@CORP.TEST' with mutual authentication")
+
+
+def test_python_client_raw_kerberos_token(realm, proxy, origin):
+    token, _ = client_token(spnego=False, mutual=False)
+    status, headers = raw_get(proxy.port, origin.url("/krb-raw"), token)
+    assert status == 200
+    assert "proxy-authenticate" not in headers  # no mutual authentication asked, none sent
+
+
+def test_replayed_token_is_refused(realm, proxy, origin):
+    token, _ = client_token()
+    assert raw_get(proxy.port, origin.url("/krb-first"), token)[0] == 200
+    status, headers = raw_get(proxy.port, origin.url("/krb-replay"), token)
+    assert status == 407
+    assert headers["proxy-authenticate"] == "Negotiate"
+    proxy.wait_for_log("bad-credentials (replayed Kerberos token")
+
+
+def test_ticket_for_another_service_is_refused(realm, proxy, origin):
+    """The client got a ticket for HTTP/other (the KDC knows it), but the proxy has no key for it."""
+    token, _ = client_token(service="HTTP@other")
+    status, _ = raw_get(proxy.port, origin.url("/krb-other"), token)
+    assert status == 407
+    proxy.wait_for_log("/krb-other -> 407: bad-credentials (Kerberos token refused: Request ticket server HTTP/other@")
+
+
+def test_garbage_token_is_malformed(realm, proxy, origin):
+    status, _ = raw_get(proxy.port, origin.url("/krb-garbage"), base64.b64encode(b"\x60\x03\x06\x01\x00").decode())
+    assert status == 407
+    proxy.wait_for_log("malformed (Negotiate token is neither SPNEGO, Kerberos nor NTLM)")
