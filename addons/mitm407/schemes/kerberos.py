@@ -39,7 +39,7 @@ from mitm407.schemes.keytab import KeytabError, keytab_principals, matches
 KERBEROS_OID = "1.2.840.113554.1.2.2"
 KERBEROS_MS_OID = "1.2.840.48018.1.2.2"  # what Windows lists first; the token inside is the same
 KERBEROS_OIDS = (KERBEROS_OID, KERBEROS_MS_OID)
-EXTRA_HINT = "pip install 'mitm407[kerberos]' (python-gssapi; on Debian it builds against libkrb5-dev)"
+EXTRA_HINT = "pip install 'mitm407[kerberos]'; python-gssapi builds against Debian's libkrb5-dev"
 
 
 @dataclass(frozen=True)
