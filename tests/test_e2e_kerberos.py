@@ -9,16 +9,22 @@ service principal's host name), as a real client would.
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hoplogcheck import read_hop_log, wait_for_record
 from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
-from procs import curl, read_response
+from procs import REPO, curl, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
+DEMO_PW = register_secret("alice", "wonderland")  # scenarios/negotiate-kerberos.yaml
 
 SCENARIO = """\
 version: 1
@@ -112,8 +118,6 @@ def test_curl_by_ip_asks_for_a_service_the_kdc_does_not_know(realm, proxy, origi
 
 
 def realm_env(realm) -> dict[str, str]:
-    import os
-
     return {**os.environ, **realm.env}
 
 
@@ -170,3 +174,49 @@ def test_garbage_token_is_malformed(realm, proxy, origin):
     status, _ = raw_get(proxy.port, origin.url("/krb-garbage"), base64.b64encode(b"\x60\x03\x06\x01\x00").decode())
     assert status == 407
     proxy.wait_for_log("malformed (Negotiate token is neither SPNEGO, Kerberos nor NTLM)")
+
+
+# -- `mitm407 kdc` and the shipped scenario (what `make demo-kerberos` runs) ----------------
+
+
+def test_kdc_command_serves_the_shipped_scenario_and_stops_on_ctrl_c(mitmdump_factory, origin, logdir, tmp_path):
+    need_kerberos()
+    directory = tmp_path / "krb"
+    out = logdir / "mitm407-kdc.out"
+    with out.open("wb") as f:
+        kdc = subprocess.Popen(
+            [sys.executable, "-m", "mitm407", "kdc", "--scenario", "negotiate-kerberos", "--dir", str(directory)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO / "addons")},
+            start_new_session=True,
+        )
+    try:
+        wait_for_text(out, "Ctrl-C stops the KDC.", kdc)
+        env = dict(line.removeprefix("export ").split("=", 1) for line in (directory / "env").read_text().splitlines())
+        kinit = subprocess.run(
+            ["kinit", "alice@CORP.TEST"], input=f"{DEMO_PW}\n", env={**os.environ, **env}, capture_output=True,
+            text=True, timeout=30, check=False,
+        )
+        assert kinit.returncode == 0, kinit.stderr
+        proxy = mitmdump_factory(options={"scenario": "negotiate-kerberos"})
+        url = f"http://localhost:{proxy.port}"
+        result = curl("--proxy-negotiate", "-U", ":", "-x", url, origin.url("/krb-demo"), env={**os.environ, **env})
+        assert status_of(result) == 200, result.stderr
+        proxy.wait_for_log("Kerberos ticket accepted for 'alice@CORP.TEST'")
+        kdc_pid = int((directory / "kdc.pid").read_text())
+    finally:
+        kdc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        code = kdc.wait(timeout=20)
+    assert code == 0
+    assert out.read_text().rstrip().endswith("mitm407 kdc: KDC stopped")
+    assert not Path(f"/proc/{kdc_pid}").exists() or "zombie" in Path(f"/proc/{kdc_pid}/status").read_text()
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert process.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, path.read_text(errors="replace")
+        time.sleep(0.1)

@@ -34,6 +34,13 @@ TOOLS = ("kdb5_util", "kadmin.local", "krb5kdc")
 DEBIAN_PACKAGES = "krb5-kdc krb5-admin-server krb5-user"
 
 
+# What a realm writes into its directory (besides the database, principal*): ``clear`` removes only these.
+FILES = frozenset(
+    {"stash", "kdc.conf", "krb5.conf", "kadm5.acl", "proxy.keytab", "ccache", "env", "kdc.log", "krb5kdc.out"}
+    | {"kdc.pid"}
+)
+
+
 class RealmError(RuntimeError):
     """The realm could not be made; the message says which step and why (no secrets)."""
 
@@ -84,6 +91,7 @@ class Realm:
         if missing:
             raise RealmError(f"{', '.join(missing)} not found: install the Debian packages {DEBIAN_PACKAGES}")
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.clear()
         self.port = self.port or free_port()
         self.write_configs()
         master = ["-P", "master-key-of-a-throwaway-realm"]  # protects nothing: the stash is beside it
@@ -103,6 +111,12 @@ class Realm:
         self.wait_listening()
         self.write_env_file()
         return self
+
+    def clear(self) -> None:
+        """Remove what an earlier realm left in the directory (only the files made here): start afresh."""
+        for path in self.directory.iterdir():
+            if path.name in FILES or path.name.startswith("principal"):
+                path.unlink()
 
     def add_principals(self, principals: Mapping[str, str]) -> None:
         """``addprinc`` on kadmin.local's stdin, which then prompts for the password twice, also on stdin:
