@@ -21,7 +21,7 @@ import pytest
 
 from hoplogcheck import read_hop_log, wait_for_record
 from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
-from procs import REPO, curl, read_response, register_secret
+from procs import REPO, curl, read_response, register_secret, run
 
 pytestmark = pytest.mark.e2e
 DEMO_PW = register_secret("alice", "wonderland")  # scenarios/negotiate-kerberos.yaml
@@ -119,6 +119,17 @@ def test_curl_by_ip_asks_for_a_service_the_kdc_does_not_know(realm, proxy, origi
 
 def realm_env(realm) -> dict[str, str]:
     return {**os.environ, **realm.env}
+
+
+def test_git_with_proxy_auth_method_negotiate(realm, proxy, origin):
+    """git (libcurl) with http.proxyAuthMethod=negotiate: its first request carries alice's ticket."""
+    # the empty user name (":@") makes git hand libcurl proxy credentials, so it authenticates at all
+    proxy_url = localhost(proxy).replace("http://", "http://:@")
+    git = ["git", "-c", f"http.proxy={proxy_url}", "-c", "http.proxyAuthMethod=negotiate"]
+    env = {**realm_env(realm), "GIT_TERMINAL_PROMPT": "0"}
+    result = run([*git, "ls-remote", origin.url("/krb-git/repo.git")], env=env)
+    assert "/krb-git/repo.git/info/refs" in " ".join(seen.path for seen in origin.seen), result.stderr
+    assert "proxy-authorization" not in origin.seen[-1].headers
 
 
 # -- a Python client: gssapi makes the token --------------------------------------------
@@ -220,3 +231,35 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: flo
         assert process.poll() is None, path.read_text(errors="replace")
         assert time.monotonic() < deadline, path.read_text(errors="replace")
         time.sleep(0.1)
+
+
+# -- what users hit: clock skew, a ticket from another realm ------------------------------------
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_clock_skew_beyond_the_window_is_refused(realm, mitmdump_factory, logdir, origin, tmp_path):
+    """The proxy's clock 10 minutes ahead (libfaketime): the AP-REQ's authenticator is too old (MIT: 5 minutes)."""
+    if not LIBFAKETIME.exists():
+        pytest.skip("libfaketime not installed: apt-get install faketime")
+    scenario = tmp_path / "kerberos.yaml"
+    scenario.write_text(SCENARIO.format(alice=ALICE_PW, keytab=realm.keytab, mechanisms="kerberos"), encoding="utf-8")
+    fake = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+10m", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    skewed = mitmdump_factory(options={"scenario": str(scenario)}, env=fake, name="mitmdump-skewed")
+    url = f"http://localhost:{skewed.port}"
+    result = curl("--proxy-negotiate", "-U", ":", "-x", url, origin.url("/krb-skew"), env=realm_env(realm))
+    assert status_of(result) == 407
+    skewed.wait_for_log("/krb-skew -> 407: bad-credentials (Kerberos token refused: Clock skew too great")
+
+
+def test_ticket_from_another_realm_is_refused(realm, proxy, origin, tmp_path):
+    """OTHER.TEST also has an HTTP/localhost, with its own key: the proxy's keytab has only CORP.TEST's."""
+    from mitm407.teach.realm import Realm
+
+    with Realm(tmp_path / "other", {"alice": ALICE_PW}, realm="OTHER.TEST") as other:
+        assert other.kinit("alice", ALICE_PW).returncode == 0
+        env = {**os.environ, **other.env}
+        result = curl("--proxy-negotiate", "-U", ":", "-x", localhost(proxy), origin.url("/krb-realm"), env=env)
+    assert status_of(result) == 407
+    refused = "/krb-realm -> 407: bad-credentials (Kerberos token refused: Request ticket server HTTP/localhost@OTHER"
+    proxy.wait_for_log(refused)
