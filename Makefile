@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp chromium $(DEBIAN_KERBEROS_PACKAGES)
-# Kerberos: the KDC and kinit for tests and demo-kerberos; libkrb5-dev to build python-gssapi
-DEBIAN_KERBEROS_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev
+# Kerberos: the KDC and kinit for tests and demo-kerberos; libkrb5-dev to build python-gssapi; faketime: clock skew test
+DEBIAN_KERBEROS_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev faketime
 KRB_DIR ?= /tmp/mitm407-kerberos
 ARGS ?=
 

@@ -263,3 +263,12 @@ def test_ticket_from_another_realm_is_refused(realm, proxy, origin, tmp_path):
     assert status_of(result) == 407
     refused = "/krb-realm -> 407: bad-credentials (Kerberos token refused: Request ticket server HTTP/localhost@OTHER"
     proxy.wait_for_log(refused)
+
+
+def test_curl_two_requests_on_one_connection(realm, proxy, origin):
+    """The second request rides on the authenticated connection (or a fresh token): never a replay refusal."""
+    urls = [origin.url("/krb-one"), origin.url("/krb-two")]
+    result = curl("-v", "--proxy-negotiate", "-U", ":", "-x", localhost(proxy), *urls, env=realm_env(realm))
+    assert result.stdout.count("\n200") == 2, result.stderr
+    assert "Re-using existing connection" in result.stderr
+    assert [s.path.rsplit("/", 1)[-1] for s in origin.seen[-2:]] == ["krb-one", "krb-two"]
