@@ -272,3 +272,31 @@ def test_curl_two_requests_on_one_connection(realm, proxy, origin):
     assert result.stdout.count("\n200") == 2, result.stderr
     assert "Re-using existing connection" in result.stderr
     assert [s.path.rsplit("/", 1)[-1] for s in origin.seen[-2:]] == ["krb-one", "krb-two"]
+
+
+JAVA_CLIENT = """\
+import java.net.*;
+
+public class KrbProxy {
+    public static void main(String[] args) throws Exception {
+        Proxy proxy = new Proxy(Proxy.Type.HTTP, new InetSocketAddress("localhost", Integer.parseInt(args[0])));
+        HttpURLConnection c = (HttpURLConnection) new URL(args[1]).openConnection(proxy);
+        System.out.println(c.getResponseCode());
+    }
+}
+"""
+
+
+def test_java_httpurlconnection_with_jgss(realm, proxy, origin, tmp_path):
+    """JDK HttpURLConnection answers a 407 Negotiate through JGSS, reading the realm's krb5.conf and ccache."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("no java on PATH")
+    source = tmp_path / "KrbProxy.java"
+    source.write_text(JAVA_CLIENT, encoding="utf-8")
+    java = ["java", f"-Djava.security.krb5.conf={realm.krb5_conf}", "-Djavax.security.auth.useSubjectCredsOnly=false"]
+    result = run([*java, str(source), str(proxy.port), origin.url("/krb-java")], timeout=90, env=realm_env(realm))
+    assert result.stdout.strip() == "200", result.stderr[-2000:]
+    assert origin.seen[-1].path.endswith("/krb-java")
+    proxy.wait_for_log("/krb-java -> 407: missing")  # JDK waits for the 407, then sends its token
