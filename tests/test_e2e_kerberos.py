@@ -38,6 +38,9 @@ negotiate:
     keytab: {keytab}
     principal: HTTP/localhost
   mechanisms: [{mechanisms}]
+rules:
+  - {{name: open, match: {{path: /krb-open}}, auth: none}}
+  - {{name: closed, match: {{path: /krb-closed}}, auth: deny}}
 """
 
 
@@ -115,6 +118,13 @@ def test_curl_by_ip_asks_for_a_service_the_kdc_does_not_know(realm, proxy, origi
     """Wrong SPN: reached as 127.0.0.1, curl wants HTTP/127.0.0.1, gets no ticket and stops at the 407."""
     result = curl("--proxy-negotiate", "-U", ":", "-x", proxy.url, origin.url("/krb-ip"), env=realm_env(realm))
     assert status_of(result) == 407
+
+
+def test_rules_apply_as_for_every_scheme(realm, proxy, origin, tmp_path):
+    no_ticket = {**realm_env(realm), "KRB5CCNAME": f"FILE:{tmp_path / 'empty-ccache'}"}
+    negotiate = ("--proxy-negotiate", "-U", ":", "-x", localhost(proxy))
+    assert status_of(curl(*negotiate, origin.url("/krb-open"), env=no_ticket)) == 200  # auth: none
+    assert status_of(curl(*negotiate, origin.url("/krb-closed"), env=realm_env(realm))) == 403  # auth: deny
 
 
 def realm_env(realm) -> dict[str, str]:
