@@ -218,3 +218,25 @@ def test_a_kerberos_token_the_library_refuses_is_bad_credentials_not_an_exceptio
     result = negotiate(("kerberos",)).verify(b64(init.pack()), facts())
     assert result.result in (Result.BAD_CREDENTIALS, Result.MALFORMED)
     assert result.reason.startswith(("Kerberos token refused: ", "Kerberos token cannot be parsed"))
+
+
+def test_hostile_tokens_never_raise_and_never_pass():
+    """Random bytes, raw and inside a SPNEGO NegTokenInit naming Kerberos, reach the C library's parser."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scheme = negotiate(("kerberos", "ntlm"))
+    krb5_header = b"\x60\x82\x01\x00\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01\x00"
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=600), st.sampled_from(["raw", "framed", "spnego"]))
+    def check(data: bytes, how: str) -> None:
+        token = {
+            "raw": data,
+            "framed": krb5_header + data,
+            "spnego": NegTokenInit(mech_types=[KERBEROS_OID], mech_token=krb5_header + data).pack(),
+        }[how]
+        result = scheme.verify(b64(token), facts())
+        assert not result.ok and result.result in (Result.MALFORMED, Result.BAD_CREDENTIALS, Result.CONTINUE)
+
+    check()
