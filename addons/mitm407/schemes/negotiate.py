@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from spnego._spnego import InitialContextToken, NegState, NegTokenInit, NegTokenResp, unpack_token
 
@@ -32,7 +31,13 @@ from mitm407.core.results import AuthResult, Result
 from mitm407.core.yamlnodes import Mapping as YamlMapping
 from mitm407.core.yamlnodes import Reader
 from mitm407.schemes.base import SchemeContext, SchemeSpec
-from mitm407.schemes.kerberos import KERBEROS_OID, KERBEROS_OIDS, KerberosAcceptor, KerberosOptions
+from mitm407.schemes.kerberos import (
+    KERBEROS_OID,
+    KERBEROS_OIDS,
+    KerberosAcceptor,
+    KerberosOptions,
+    parse_kerberos_options,
+)
 from mitm407.schemes.ntlm import NtlmScheme
 from mitm407.schemes.ntlm_acceptor import (
     SIGNATURE,
@@ -77,7 +82,7 @@ def parse_negotiate_options(reader: Reader, section: YamlMapping | None) -> Ntlm
     kerberos = None
     kerberos_section = section.mapping("kerberos")
     if kerberos_section is not None:
-        kerberos = parse_kerberos(reader, kerberos_section, kerberos_node)
+        kerberos = parse_kerberos_options(reader, kerberos_section, kerberos_node)
     default = ("kerberos",) if kerberos_section is not None else ("ntlm",)
     mechanisms = section.choice_list("mechanisms", MECHANISMS, default)
     if mechanisms_node is not None and not mechanisms:
@@ -92,12 +97,6 @@ def parse_negotiate_options(reader: Reader, section: YamlMapping | None) -> Ntlm
     if kerberos_node is None and mechanisms_node is None:
         return ntlm
     return NegotiateOptions(**asdict(ntlm), kerberos=kerberos, mechanisms=mechanisms)
-
-
-def parse_kerberos(reader: Reader, section: YamlMapping, node: Any) -> KerberosOptions | None:
-    from mitm407.schemes.kerberos import parse_kerberos_options
-
-    return parse_kerberos_options(reader, section, node)
 
 
 @dataclass(frozen=True, slots=True)
