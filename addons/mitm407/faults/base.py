@@ -115,8 +115,8 @@ class Schedule:
 
 def schedule_keys(seconds_key: str = "seconds") -> tuple[Key, ...]:
     return (
-        Key("requests", "integer ≥ 1", "", f"every N accepted requests (this or '{seconds_key}')"),
-        Key(seconds_key, "seconds > 0", "", "every T seconds (this or 'requests')"),
+        Key("requests", "integer ≥ 1", "(one of the two)", f"every N accepted requests (this or '{seconds_key}')"),
+        Key(seconds_key, "seconds > 0", "(one of the two)", "every T seconds (this or 'requests')"),
     )
 
 
