@@ -19,9 +19,7 @@ from mitm407.faults.base import (
     BuildContext,
     FaultKind,
     Key,
-    NoSettings,
     is_challenge_header,
-    no_settings,
     one_of,
     read_int_choice,
     settings_of,
@@ -34,25 +32,20 @@ from mitm407.wire.authparams import AuthParamError, parse_challenges, quote_stri
 class ChallengeMissing(AnswerRewriter):
     name = "challenge_missing"
 
-    def __init__(self, config: NoSettings, context: BuildContext) -> None:
-        pass
-
     def rewrite(self, answer: Answer, facts: RequestFacts) -> tuple[Answer, str]:
         headers = tuple(h for h in answer.headers if not is_challenge_header(h[0]))
         return replace(answer, headers=headers), f"{answer.status} sent without any challenge header (RFC 9110 §15.5.8)"
 
 
-CHALLENGE_MISSING = FaultKind(
-    name="challenge_missing",
-    doc=(
+CHALLENGE_MISSING = FaultKind.without_settings(
+    "challenge_missing",
+    (
         "The 407 has no `Proxy-Authenticate` (or `WWW-Authenticate`) header, which RFC 9110 §15.5.8 requires. "
         "Reproduces proxies and appliances that answer 407 with only an HTML page, or whose challenge is "
         "stripped by a box in between: clients cannot tell which scheme to use, and many crash, loop or "
         "report a confusing error instead of asking for credentials."
     ),
-    keys=(),
-    parse=no_settings("challenge_missing"),
-    build=ChallengeMissing,
+    ChallengeMissing,
 )
 
 # -- challenge_malformed -------------------------------------------------------------------
@@ -153,24 +146,19 @@ CHALLENGE_MALFORMED = FaultKind(
 class CloseOn407(AnswerRewriter):
     name = "close_on_407"
 
-    def __init__(self, config: NoSettings, context: BuildContext) -> None:
-        pass
-
     def rewrite(self, answer: Answer, facts: RequestFacts) -> tuple[Answer, str]:
         return replace(answer, close=True), f"connection closed after the {answer.status} (Connection: close)"
 
 
-CLOSE_ON_407 = FaultKind(
-    name="close_on_407",
-    doc=(
+CLOSE_ON_407 = FaultKind.without_settings(
+    "close_on_407",
+    (
         "`Connection: close` on the 407, and the connection is closed after it (plain HTTP and CONNECT). "
         "Reproduces proxies that close the connection after every challenge (common for CONNECT): "
         "connection-bound schemes (NTLM, Negotiate) cannot complete their handshake, and clients that "
         "resend the credentials on the same socket meet a closed connection."
     ),
-    keys=(),
-    parse=no_settings("close_on_407"),
-    build=CloseOn407,
+    CloseOn407,
 )
 
 # -- block_page ----------------------------------------------------------------------------
@@ -223,9 +211,7 @@ class BlockPage(AnswerRewriter):
     """
 
     name = "block_page"
-
-    def __init__(self, config: BlockPageSettings, context: BuildContext) -> None:
-        self.config = config
+    config: BlockPageSettings
 
     def rewrite(self, answer: Answer, facts: RequestFacts) -> tuple[Answer, str]:
         config = self.config
@@ -290,9 +276,7 @@ def parse_wrong_status(reader: Reader, node: Node) -> WrongStatusSettings:
 
 class WrongStatus(AnswerRewriter):
     name = "wrong_status"
-
-    def __init__(self, config: WrongStatusSettings, context: BuildContext) -> None:
-        self.config = config
+    config: WrongStatusSettings
 
     def rewrite(self, answer: Answer, facts: RequestFacts) -> tuple[Answer, str]:
         status, header = self.config.status, self.config.header

@@ -65,6 +65,11 @@ class FaultKind:
     build: Callable[[Any, BuildContext], Fault]  # that value -> the behaviour, with fresh state
     top_level_only: bool = False  # changes the whole proxy, not one rule's requests
 
+    @classmethod
+    def without_settings(cls, name: str, doc: str, build: Callable[[NoSettings, BuildContext], Fault]) -> FaultKind:
+        """A fault written as a bare name (``- always_407``) or with an empty mapping."""
+        return cls(name, doc, (), no_settings(name), build)
+
 
 @dataclass(frozen=True)
 class FaultSpec:
@@ -264,10 +269,17 @@ class Pacer:
         return self.trigger.probability >= 1 or self.random.random() < self.trigger.probability
 
 
-class AnswerRewriter:
-    """Base of the faults that act on a challenge answer: register in ``decide``, act in ``rewrite``."""
+class Settled:
+    """Base of the faults whose behaviour is their settings alone (no counters, no clock)."""
 
     name = ""
+
+    def __init__(self, config: Any, context: BuildContext) -> None:
+        self.config = config
+
+
+class AnswerRewriter(Settled):
+    """Base of the faults that act on a challenge answer: register in ``decide``, act in ``rewrite``."""
 
     def decide(self, facts: RequestFacts, decision: Decision, now: float) -> Decision:
         if decision.verdict.action is not Action.CHALLENGE:
