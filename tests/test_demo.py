@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -130,30 +132,46 @@ def assert_handout(handout: Path, out: str) -> None:
             assert secret not in text, f"{secret!r} in {path.name}"
 
 
-def test_ctrl_c_stops_every_process():
+@contextlib.contextmanager
+def demo_process(*args: str, stdin: int = subprocess.DEVNULL) -> Iterator[subprocess.Popen]:
+    """``mitm407 demo 401-vs-407 ARGS`` with piped output; killed on the way out if still running."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mitm407", "demo", "401-vs-407", "--step"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "mitm407", "demo", "401-vs-407", *args], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        transcript = ""
-        deadline = time.monotonic() + 60
-        while "→ 407 = the PROXY" not in transcript and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            transcript += line
-        assert "→ 407 = the PROXY" in transcript, transcript
-        ports = ports_of(transcript)
-        time.sleep(0.3)  # waiting for Enter now
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C (SIGINT) while it waits; the rest of stdout and all of stderr."""
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=30)
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float = 90) -> str:
+    """Lines of the demo's stdout up to and including the first that contains ``marker``."""
+    text = ""
+    deadline = time.monotonic() + timeout
+    while marker not in text and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        text += line
+    assert marker in text, text
+    return text
+
+
+def test_ctrl_c_stops_every_process():
+    with demo_process("--step", stdin=subprocess.PIPE) as proc:
+        transcript = read_until(proc, "→ 407 = the PROXY", timeout=60)
+        ports = ports_of(transcript)
+        time.sleep(0.3)  # waiting for Enter now
+        rest, err = interrupt(proc)
     assert proc.returncode == 130, err
     assert "Step 2" not in rest
     assert "interrupted; every process was stopped" in err
@@ -195,19 +213,6 @@ def test_colour_only_on_a_terminal_without_no_color(no_color: str | None, ansi: 
     assert "HTTP/1.1 401 Unauthorized" in text and "press Enter" not in text  # stdin is no terminal: no pauses
 
 
-def read_until(proc: subprocess.Popen, marker: str, timeout: float = 90) -> str:
-    """Lines of the demo's stdout up to and including the first that contains ``marker``."""
-    text = ""
-    deadline = time.monotonic() + timeout
-    while marker not in text and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        text += line
-    assert marker in text, text
-    return text
-
-
 def two_free_ports() -> tuple[int, int]:
     first = free_port()
     second = free_port()
@@ -219,13 +224,8 @@ def two_free_ports() -> tuple[int, int]:
 def test_keep_leaves_both_hops_on_fixed_ports_until_sigint(tmp_path: Path):
     proxy_port, origin_port = two_free_ports()
     handout = tmp_path / "handout"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mitm407", "demo", "401-vs-407", "--keep", "--proxy-port", str(proxy_port),
-         "--origin-port", str(origin_port), "--handout", str(handout)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
+    with demo_process("--keep", "--proxy-port", str(proxy_port), "--origin-port", str(origin_port),
+                      "--handout", str(handout)) as proc:
         transcript = read_until(proc, "Every request lands in the hop log")
         assert ports_of(transcript)[:2] == [proxy_port, origin_port]
         assert f"  corp-proxy  http://127.0.0.1:{proxy_port}  (a forward proxy: user proxy-user)" in transcript
@@ -239,13 +239,7 @@ def test_keep_leaves_both_hops_on_fixed_ports_until_sigint(tmp_path: Path):
         assert ok.stdout == "hello from the app behind web-server\n\n200"
         tunnel = curl("-x", proxy, "--cacert", str(handout / "mitmproxy-ca-cert.pem"), f"https://{site}/hello")
         assert tunnel.returncode == 56 and "CONNECT tunnel failed, response 407" in tunnel.stderr
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        rest, err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "mitm407 demo: stopping corp-proxy, web-server and the app…" in rest
