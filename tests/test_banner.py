@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mitm407.proxy.banner import describe_faults
+from mitm407.proxy.banner import describe_faults, describe_switch
 from mitm407.scenario.load import load_scenario, parse_scenario, resolve_scenario_path
 
 HEAD = "version: 1\nname: t\nrealm: R\nusers: {u: p}\nschemes: [basic]\n"
@@ -54,3 +54,16 @@ def test_every_shipped_scenario_gets_a_banner(name: str):
     assert text.startswith(f"scenario '{scenario.name}': ")
     count = len(scenario.faults) + sum(len(rule.faults) for rule in scenario.rule_list())
     assert len(text.splitlines()) == (count + 1 if count else 1)
+
+
+def test_a_switch_names_both_scenarios_how_and_the_faults_now_active():
+    before = load_scenario(resolve_scenario_path("default"))
+    after = load_scenario(resolve_scenario_path("close-after-407"))
+    text = describe_switch(before, after, "option set in mitmweb or the console")
+    assert text.splitlines() == [
+        f"switched scenario 'default' -> 'close-after-407' from {after.path} (option set in mitmweb or the console)",
+        "scenario 'close-after-407': 1 fault active",
+        f"  - all requests: close_on_407 (line {after.faults[0].line})",
+    ]
+    same = describe_switch(after, after, "file changed on disk")
+    assert same.splitlines()[0] == f"reloaded scenario 'close-after-407' from {after.path} (file changed on disk)"

@@ -93,3 +93,18 @@ def describe_faults(scenario: Scenario) -> str:
         return f"scenario '{scenario.name}': no faults (a well-behaved proxy)"
     head = f"scenario '{scenario.name}': {len(lines)} fault{'s' if len(lines) != 1 else ''} active"
     return "\n".join([head, *(f"  - {line}" for line in lines)])
+
+
+def describe_switch(previous: Scenario | None, current: Scenario, source: str) -> str:
+    """The log text when the scenario changes while running, whatever changed it.
+
+    ``source`` says how: "file changed on disk" (the reload watcher), "option set in
+    mitmweb or the console" (the ``scenario`` option changed at run time). A teacher
+    switching scenarios mid-class and a tester reading a log see the same line, then
+    the faults now active.
+    """
+    if previous is None or (previous.name, previous.path) == (current.name, current.path):
+        head = f"reloaded scenario '{current.name}' from {current.path} ({source})"
+    else:
+        head = f"switched scenario '{previous.name}' -> '{current.name}' from {current.path} ({source})"
+    return f"{head}\n{describe_faults(current)}"
