@@ -68,3 +68,20 @@ soak: $(VENV)/.installed-test
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache build *.egg-info
+
+# The docs site: tools/gendocs.py regenerates the reference pages, mkdocs builds docs/ into site/
+# (--strict: a broken link or a missing page fails). docs-serve: http://127.0.0.1:8000 with live reload.
+.PHONY: docs docs-serve
+docs: $(VENV)/.installed-test
+	$(BIN)/python tools/gendocs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-test
+	$(BIN)/python tools/gendocs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# docs/screenshot-*.png: the built site in headless Chromium (tests/test_docs_site.py)
+.PHONY: docs-screenshots
+docs-screenshots: $(VENV)/.installed-test
+	tools/ensure-debian-packages chromium
+	MITM407_DOCS_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_docs_site.py -k screenshots
