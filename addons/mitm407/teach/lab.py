@@ -141,9 +141,14 @@ def start_mitm407(
     mode: str | None = None,
     confdir: Path | None = None,
     wait: bool = True,
+    port: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Mitmdump:
-    """mitmdump with the mitm407 addon on a free 127.0.0.1 port, logging to ``workdir``."""
-    port = free_port()
+    """mitmdump with the mitm407 addon on 127.0.0.1 (``port``, else a free one), logging to ``workdir``.
+
+    ``options`` are more ``--set KEY=VALUE`` (e.g. a hop log).
+    """
+    port = port or free_port()
     confdir = confdir or workdir / "confdir"
     confdir.mkdir(parents=True, exist_ok=True)
     args = mitmdump_command(entry_script("proxyauth"), ["--listen-host", "127.0.0.1", "-p", str(port)])
@@ -153,6 +158,8 @@ def start_mitm407(
         args += ["--set", f"hop_name={hop_name}"]
     if mode:
         args += ["--mode", mode]
+    for key, value in (options or {}).items():
+        args += ["--set", f"{key}={value}"]
     log_path = workdir / f"{name}-{port}.log"
     env = clean_env({"PYTHONPATH": os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))})
     with open(log_path, "wb") as log:
