@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 
-from spnego._spnego import NegState, NegTokenInit, NegTokenResp, unpack_token
-
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.schemes.base import SchemeSpec
 from mitm407.schemes.ntlm import NtlmScheme
 from mitm407.schemes.ntlm_acceptor import SIGNATURE, Step, TokenError, decode_token, parse_ntlm_options, with_header
+from mitm407.schemes.spnego_compat import NegState, NegTokenInit, NegTokenResp, unpack_token
 
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
 MECH_NAMES = {

@@ -1,0 +1,184 @@
+"""Contract tests for the two shims over private dependency APIs, on the installed versions.
+
+``mitm407.schemes.spnego_compat`` (pyspnego's ``_ntlm_raw``/``_spnego``) and
+``mitm407.proxy.mitmproxy_compat`` (mitmproxy's ``net.http.http1`` and
+``addons.upstream_auth``) re-export what the code uses. A new pyspnego or mitmproxy
+release that moves or changes one of them fails here, by name, before any scheme
+or relay test fails in a confusing way. Known answers for the NTLM crypto are
+the test vectors of MS-NLMP section 4.2.2 (user "User", domain "Domain",
+password "Password").
+"""
+
+from __future__ import annotations
+
+import ast
+import hmac
+from pathlib import Path
+
+import pytest
+import spnego
+from mitmproxy import http
+
+from mitm407.proxy import mitmproxy_compat
+from mitm407.schemes import spnego_compat
+from mitm407.schemes.spnego_compat import (
+    Authenticate,
+    AvId,
+    Challenge,
+    FileTime,
+    Negotiate,
+    NegotiateFlags,
+    NegState,
+    NegTokenInit,
+    NegTokenResp,
+    NTClientChallengeV2,
+    TargetInfo,
+    Version,
+    compute_response_v1,
+    hmac_md5,
+    lmowfv1,
+    ntowfv1,
+    ntowfv2,
+    rc4k,
+    unpack_token,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
+SERVER_CHALLENGE = bytes.fromhex("0123456789abcdef")
+
+# Modules of dependencies that are not their documented API: only the shims import them.
+PRIVATE_MODULES = ("mitmproxy.net", "mitmproxy.addons.upstream_auth")
+SHIMS = {
+    REPO / "addons" / "mitm407" / "schemes" / "spnego_compat.py",
+    REPO / "addons" / "mitm407" / "proxy" / "mitmproxy_compat.py",
+}
+
+
+@pytest.mark.parametrize("shim", [spnego_compat, mitmproxy_compat], ids=lambda m: m.__name__)
+def test_every_reexported_name_exists(shim):
+    missing = [name for name in shim.__all__ if getattr(shim, name, None) is None]
+    assert not missing, f"{shim.__name__}: the installed release no longer has {missing}"
+
+
+# -- pyspnego: MS-NLMP crypto --------------------------------------------------------------
+
+
+def test_ntlm_one_way_functions_match_ms_nlmp_vectors():
+    assert lmowfv1("Password").hex() == "e52cac67419a9a224a3b108f3fa6cb6d"
+    assert ntowfv1("Password").hex() == "a4f49c406510bdcab6824ee7c30fd852"
+    assert ntowfv2("User", ntowfv1("Password"), "Domain").hex() == "0c868a403bfd7a93a3001ef22ef02e3f"
+
+
+def test_ntlmv1_response_matches_ms_nlmp_vector():
+    nt, lm, _key = compute_response_v1(
+        0, ntowfv1("Password"), lmowfv1("Password"), SERVER_CHALLENGE, b"\xaa" * 8, no_lm_response=False
+    )
+    assert nt.hex() == "67c43011f30298a2ad35ece64f16331c44bdbed927841f94"
+    assert lm.hex() == "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13"
+
+
+def test_hmac_md5_and_rc4k():
+    assert hmac_md5(b"key", b"data") == hmac.new(b"key", b"data", "md5").digest()
+    sealed = rc4k(b"k" * 16, b"session key 1234")
+    assert sealed != b"session key 1234" and rc4k(b"k" * 16, sealed) == b"session key 1234"
+
+
+# -- pyspnego: NTLM messages ---------------------------------------------------------------
+
+
+def test_negotiate_message_from_pyspnego_client_unpacks():
+    type1 = spnego.client("u", "p", hostname="proxy", service="HTTP", protocol="ntlm").step()
+    assert Negotiate.unpack(type1).flags & NegotiateFlags.ntlm
+
+
+def test_challenge_round_trip_with_target_info_and_version():
+    info = TargetInfo()
+    info[AvId.nb_domain_name] = "DOMAIN"
+    info[AvId.timestamp] = FileTime.now()
+    flags = NegotiateFlags.ntlm | NegotiateFlags.target_type_domain | NegotiateFlags.target_info
+    packed = Challenge(flags, SERVER_CHALLENGE, "DOMAIN", info, Version(10, 0, 17763)).pack()
+    back = Challenge.unpack(packed)
+    assert back.server_challenge == SERVER_CHALLENGE and back.target_name == "DOMAIN"
+    assert back.target_info[AvId.nb_domain_name] == "DOMAIN" and back.version.major == 10
+
+
+def test_authenticate_and_client_challenge_round_trip():
+    blob = NTClientChallengeV2(FileTime.now(), b"c" * 8, TargetInfo({AvId.nb_computer_name: "PC"})).pack()
+    assert NTClientChallengeV2.unpack(blob).av_pairs[AvId.nb_computer_name] == "PC"
+    flags = NegotiateFlags.ntlm | NegotiateFlags.unicode
+    packed = Authenticate(flags, b"", b"\x01" * 16 + blob, "DOMAIN", "user", "PC").pack()
+    back = Authenticate.unpack(packed)
+    assert (back.user_name, back.domain_name, back.nt_challenge_response[16:]) == ("user", "DOMAIN", blob)
+
+
+# -- pyspnego: SPNEGO tokens ---------------------------------------------------------------
+
+
+def test_spnego_tokens_round_trip():
+    init = unpack_token(NegTokenInit(mech_types=[NTLM_OID], mech_token=b"type1").pack())
+    assert isinstance(init, NegTokenInit) and init.mech_types == [NTLM_OID] and init.mech_token == b"type1"
+    resp = unpack_token(NegTokenResp(NegState.accept_incomplete, NTLM_OID, b"type2").pack())
+    assert isinstance(resp, NegTokenResp) and resp.neg_state == NegState.accept_incomplete
+    assert (resp.supported_mech, resp.response_token) == (NTLM_OID, b"type2")
+
+
+# -- mitmproxy internals -------------------------------------------------------------------
+
+
+def test_parse_upstream_auth_makes_a_basic_header():
+    assert mitmproxy_compat.parse_upstream_auth("ben:pa:ss") == b"Basic YmVuOnBhOnNz"
+
+
+def test_read_response_head():
+    head = [b"HTTP/1.1 407 Proxy Authentication Required", b"Proxy-Authenticate: Basic realm=x", b"Via: 1.1 up"]
+    response = mitmproxy_compat.read_response_head(head)
+    assert (response.status_code, response.reason) == (407, "Proxy Authentication Required")
+    assert response.headers["Proxy-Authenticate"] == "Basic realm=x" and response.headers["via"] == "1.1 up"
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "closed"),
+    [("HTTP/1.1", {}, False), ("HTTP/1.1", {"Connection": "close"}, True), ("HTTP/1.0", {}, True),
+     ("HTTP/1.0", {"Connection": "keep-alive"}, False)],
+)
+def test_connection_close(version, headers, closed):
+    assert mitmproxy_compat.connection_close(version, http.Headers(**headers)) is closed
+
+
+# -- nobody else imports the private modules -----------------------------------------------
+
+
+def private_imports(path: Path) -> list[str]:
+    """``path:line module`` for each import of a dependency's private or internal module."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any(is_private(name) for name in names):
+            hits.append(f"{path.relative_to(REPO)}:{node.lineno} {names[0]}")
+    return hits
+
+
+def is_private(module: str) -> bool:
+    parts = module.split(".")
+    if parts[0] not in ("mitmproxy", "spnego"):
+        return False
+    return any(p.startswith("_") and not p.startswith("__") for p in parts) or module.startswith(PRIVATE_MODULES)
+
+
+def test_scanner_flags_private_imports(tmp_path):
+    assert [is_private(m) for m in ("spnego._spnego", "mitmproxy.net.http.http1", "mitmproxy.http", "spnego")] == [
+        True, True, False, False,
+    ]
+    assert is_private("mitmproxy.proxy.layers.http._hooks") and not is_private("mitm407._x")
+
+
+def test_only_the_shims_import_private_dependency_modules():
+    """import-linter guards ``spnego`` for the package; this also covers tests/, bench/ and mitmproxy's internals."""
+    files = [p for d in ("addons", "tests", "bench") for p in (REPO / d).rglob("*.py") if p not in SHIMS]
+    assert [hit for path in files for hit in private_imports(path)] == []
