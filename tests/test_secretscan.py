@@ -54,7 +54,7 @@ def tiny_session(tmp_path: Path, leak: str, *args: str):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("select", [[], ["-k", "writes"]])
+@pytest.mark.parametrize("select", [[], ["-k", "writes"], ["-n", "2"]], ids=["all", "-k", "xdist"])
 def test_a_leak_fails_the_session_without_printing_the_secret(tmp_path, select):
     done = tiny_session(tmp_path, CANARY, *select)
     output = done.stdout + done.stderr
