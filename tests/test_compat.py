@@ -20,28 +20,7 @@ import spnego
 from mitmproxy import http
 
 from mitm407.proxy import mitmproxy_compat
-from mitm407.schemes import spnego_compat
-from mitm407.schemes.spnego_compat import (
-    Authenticate,
-    AvId,
-    Challenge,
-    FileTime,
-    Negotiate,
-    NegotiateFlags,
-    NegState,
-    NegTokenInit,
-    NegTokenResp,
-    NTClientChallengeV2,
-    TargetInfo,
-    Version,
-    compute_response_v1,
-    hmac_md5,
-    lmowfv1,
-    ntowfv1,
-    ntowfv2,
-    rc4k,
-    unpack_token,
-)
+from mitm407.schemes import spnego_compat as raw  # pyspnego's _ntlm_raw and _spnego, through the shim
 
 REPO = Path(__file__).resolve().parent.parent
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
@@ -55,7 +34,7 @@ SHIMS = {
 }
 
 
-@pytest.mark.parametrize("shim", [spnego_compat, mitmproxy_compat], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("shim", [raw, mitmproxy_compat], ids=lambda m: m.__name__)
 def test_every_reexported_name_exists(shim):
     missing = [name for name in shim.__all__ if getattr(shim, name, None) is None]
     assert not missing, f"{shim.__name__}: the installed release no longer has {missing}"
@@ -65,23 +44,23 @@ def test_every_reexported_name_exists(shim):
 
 
 def test_ntlm_one_way_functions_match_ms_nlmp_vectors():
-    assert lmowfv1("Password").hex() == "e52cac67419a9a224a3b108f3fa6cb6d"
-    assert ntowfv1("Password").hex() == "a4f49c406510bdcab6824ee7c30fd852"
-    assert ntowfv2("User", ntowfv1("Password"), "Domain").hex() == "0c868a403bfd7a93a3001ef22ef02e3f"
+    assert raw.lmowfv1("Password").hex() == "e52cac67419a9a224a3b108f3fa6cb6d"
+    assert raw.ntowfv1("Password").hex() == "a4f49c406510bdcab6824ee7c30fd852"
+    assert raw.ntowfv2("User", raw.ntowfv1("Password"), "Domain").hex() == "0c868a403bfd7a93a3001ef22ef02e3f"
 
 
 def test_ntlmv1_response_matches_ms_nlmp_vector():
-    nt, lm, _key = compute_response_v1(
-        0, ntowfv1("Password"), lmowfv1("Password"), SERVER_CHALLENGE, b"\xaa" * 8, no_lm_response=False
+    nt, lm, _key = raw.compute_response_v1(
+        0, raw.ntowfv1("Password"), raw.lmowfv1("Password"), SERVER_CHALLENGE, b"\xaa" * 8, no_lm_response=False
     )
     assert nt.hex() == "67c43011f30298a2ad35ece64f16331c44bdbed927841f94"
     assert lm.hex() == "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13"
 
 
 def test_hmac_md5_and_rc4k():
-    assert hmac_md5(b"key", b"data") == hmac.new(b"key", b"data", "md5").digest()
-    sealed = rc4k(b"k" * 16, b"session key 1234")
-    assert sealed != b"session key 1234" and rc4k(b"k" * 16, sealed) == b"session key 1234"
+    assert raw.hmac_md5(b"key", b"data") == hmac.new(b"key", b"data", "md5").digest()
+    sealed = raw.rc4k(b"k" * 16, b"session key 1234")
+    assert sealed != b"session key 1234" and raw.rc4k(b"k" * 16, sealed) == b"session key 1234"
 
 
 # -- pyspnego: NTLM messages ---------------------------------------------------------------
@@ -89,26 +68,27 @@ def test_hmac_md5_and_rc4k():
 
 def test_negotiate_message_from_pyspnego_client_unpacks():
     type1 = spnego.client("u", "p", hostname="proxy", service="HTTP", protocol="ntlm").step()
-    assert Negotiate.unpack(type1).flags & NegotiateFlags.ntlm
+    assert raw.Negotiate.unpack(type1).flags & raw.NegotiateFlags.ntlm
 
 
 def test_challenge_round_trip_with_target_info_and_version():
-    info = TargetInfo()
-    info[AvId.nb_domain_name] = "DOMAIN"
-    info[AvId.timestamp] = FileTime.now()
-    flags = NegotiateFlags.ntlm | NegotiateFlags.target_type_domain | NegotiateFlags.target_info
-    packed = Challenge(flags, SERVER_CHALLENGE, "DOMAIN", info, Version(10, 0, 17763)).pack()
-    back = Challenge.unpack(packed)
+    info = raw.TargetInfo()
+    info[raw.AvId.nb_domain_name] = "DOMAIN"
+    info[raw.AvId.timestamp] = raw.FileTime.now()
+    flags = raw.NegotiateFlags.ntlm | raw.NegotiateFlags.target_type_domain | raw.NegotiateFlags.target_info
+    packed = raw.Challenge(flags, SERVER_CHALLENGE, "DOMAIN", info, raw.Version(10, 0, 17763)).pack()
+    back = raw.Challenge.unpack(packed)
     assert back.server_challenge == SERVER_CHALLENGE and back.target_name == "DOMAIN"
-    assert back.target_info[AvId.nb_domain_name] == "DOMAIN" and back.version.major == 10
+    assert back.target_info[raw.AvId.nb_domain_name] == "DOMAIN" and back.version.major == 10
 
 
 def test_authenticate_and_client_challenge_round_trip():
-    blob = NTClientChallengeV2(FileTime.now(), b"c" * 8, TargetInfo({AvId.nb_computer_name: "PC"})).pack()
-    assert NTClientChallengeV2.unpack(blob).av_pairs[AvId.nb_computer_name] == "PC"
-    flags = NegotiateFlags.ntlm | NegotiateFlags.unicode
-    packed = Authenticate(flags, b"", b"\x01" * 16 + blob, "DOMAIN", "user", "PC").pack()
-    back = Authenticate.unpack(packed)
+    info = raw.TargetInfo({raw.AvId.nb_computer_name: "PC"})
+    blob = raw.NTClientChallengeV2(raw.FileTime.now(), b"c" * 8, info).pack()
+    assert raw.NTClientChallengeV2.unpack(blob).av_pairs[raw.AvId.nb_computer_name] == "PC"
+    flags = raw.NegotiateFlags.ntlm | raw.NegotiateFlags.unicode
+    packed = raw.Authenticate(flags, b"", b"\x01" * 16 + blob, "DOMAIN", "user", "PC").pack()
+    back = raw.Authenticate.unpack(packed)
     assert (back.user_name, back.domain_name, back.nt_challenge_response[16:]) == ("user", "DOMAIN", blob)
 
 
@@ -116,10 +96,10 @@ def test_authenticate_and_client_challenge_round_trip():
 
 
 def test_spnego_tokens_round_trip():
-    init = unpack_token(NegTokenInit(mech_types=[NTLM_OID], mech_token=b"type1").pack())
-    assert isinstance(init, NegTokenInit) and init.mech_types == [NTLM_OID] and init.mech_token == b"type1"
-    resp = unpack_token(NegTokenResp(NegState.accept_incomplete, NTLM_OID, b"type2").pack())
-    assert isinstance(resp, NegTokenResp) and resp.neg_state == NegState.accept_incomplete
+    init = raw.unpack_token(raw.NegTokenInit(mech_types=[NTLM_OID], mech_token=b"type1").pack())
+    assert isinstance(init, raw.NegTokenInit) and init.mech_types == [NTLM_OID] and init.mech_token == b"type1"
+    resp = raw.unpack_token(raw.NegTokenResp(raw.NegState.accept_incomplete, NTLM_OID, b"type2").pack())
+    assert isinstance(resp, raw.NegTokenResp) and resp.neg_state == raw.NegState.accept_incomplete
     assert (resp.supported_mech, resp.response_token) == (NTLM_OID, b"type2")
 
 
