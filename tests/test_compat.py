@@ -24,6 +24,7 @@ from mitm407.schemes import spnego_compat as raw  # pyspnego's _ntlm_raw and _sp
 
 REPO = Path(__file__).resolve().parent.parent
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
+KERBEROS_OID = "1.2.840.113554.1.2.2"
 SERVER_CHALLENGE = bytes.fromhex("0123456789abcdef")
 
 # Modules of dependencies that are not their documented API: only the shims import them.
@@ -101,6 +102,14 @@ def test_spnego_tokens_round_trip():
     resp = raw.unpack_token(raw.NegTokenResp(raw.NegState.accept_incomplete, NTLM_OID, b"type2").pack())
     assert isinstance(resp, raw.NegTokenResp) and resp.neg_state == raw.NegState.accept_incomplete
     assert (resp.supported_mech, resp.response_token) == (NTLM_OID, b"type2")
+
+
+def test_gss_initial_context_token_round_trip():
+    """How Negotiate tells a Kerberos token from NTLM: ``unpack_token(unwrap=True)`` -> this_mech."""
+    packed = raw.InitialContextToken(KERBEROS_OID, b"\x01\x00ap-req").pack()
+    token = raw.unpack_token(packed, unwrap=True)
+    assert isinstance(token, raw.InitialContextToken)
+    assert (token.this_mech, token.inner_context_token) == (KERBEROS_OID, b"\x01\x00ap-req")
 
 
 # -- mitmproxy internals -------------------------------------------------------------------

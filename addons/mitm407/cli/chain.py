@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mitm407.teach.lab import entry_script, find_mitmdump, free_port
 
 GRACE_SECONDS = 8.0
 START_TIMEOUT = 60.0
@@ -74,33 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def find_mitmdump(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "mitmdump"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mitmdump")
+def find_mitmdump_or_exit(explicit: str | None) -> str:
+    found = explicit or find_mitmdump()
     if not found:
         raise SystemExit("mitm407 chain: mitmdump not found; pass --mitmdump PATH")
     return found
-
-
-def entry_script(name: str, workdir: Path) -> str:
-    """The checkout's addons/NAME.py, or a two-line copy when mitm407 is pip-installed."""
-    checkout = Path(__file__).resolve().parents[2] / f"{name}.py"
-    if checkout.exists():
-        return str(checkout)
-    script = workdir / f"mitm407_{name}.py"
-    function = "all_addons" if name == "proxyauth" else "hoplog_addons"
-    script.write_text(f"from mitm407.entry import {function}\naddons = {function}()\n", encoding="utf-8")
-    return str(script)
 
 
 def parse_upstream_auth(values: list[str]) -> dict[str, str]:
@@ -114,10 +92,10 @@ def parse_upstream_auth(values: list[str]) -> dict[str, str]:
 
 
 def hop_command(
-    mitmdump: str, spec: HopSpec, host: str, port: int, upstream: str | None, workdir: Path, hoplog: Path,
+    mitmdump: str, spec: HopSpec, host: str, port: int, upstream: str | None, hoplog: Path,
     upstream_auth: str | None, extra: list[str], chain_end: bool = False,
 ) -> list[str]:
-    script = entry_script("proxyauth" if spec.scenario else "hoplog", workdir)
+    script = entry_script("proxyauth" if spec.scenario else "hoplog")
     args = [mitmdump, "--listen-host", host, "-p", str(port), "-s", script, "--set", f"hop_name={spec.name}"]
     args += ["--set", f"hoplog={hoplog}"]
     if spec.scenario:
@@ -173,7 +151,7 @@ def stop_hops(hops: list[Hop]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    mitmdump = find_mitmdump(args.mitmdump)
+    mitmdump = find_mitmdump_or_exit(args.mitmdump)
     auth = parse_upstream_auth(args.upstream_auth)
     unknown = sorted(set(auth) - {spec.name for spec in args.hops})
     if unknown:
@@ -197,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             port = (args.port or free_port()) if first else free_port()
             host = args.listen_host if first else "127.0.0.1"
             command = hop_command(
-                mitmdump, spec, host, port, upstream, workdir, logdir / f"{spec.name}.jsonl", auth.get(spec.name),
+                mitmdump, spec, host, port, upstream, logdir / f"{spec.name}.jsonl", auth.get(spec.name),
                 extra, chain_end=index == len(args.hops) - 1,
             )
             proc = subprocess.Popen(

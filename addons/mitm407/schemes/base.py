@@ -96,9 +96,3 @@ def printable(text: str, limit: int = 64) -> str:
         return text
     clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return clean + ("..." if len(text) > limit else "")
-
-
-def no_options(reader: Reader, section: Mapping | None) -> None:
-    """For schemes that have no scenario section yet: any key is unknown."""
-    if section is not None:
-        section.finish()

@@ -25,7 +25,7 @@ from spnego._ntlm_raw.messages import (
     TargetInfo,
     Version,
 )
-from spnego._spnego import NegState, NegTokenInit, NegTokenResp, unpack_token
+from spnego._spnego import InitialContextToken, NegState, NegTokenInit, NegTokenResp, unpack_token
 
 __all__ = [
     # MS-NLMP crypto
@@ -34,5 +34,5 @@ __all__ = [
     "Authenticate", "AvFlags", "AvId", "Challenge", "FileTime", "Negotiate", "NegotiateFlags",
     "NTClientChallengeV2", "TargetInfo", "Version",
     # SPNEGO (RFC 4178) tokens
-    "NegState", "NegTokenInit", "NegTokenResp", "unpack_token",
+    "InitialContextToken", "NegState", "NegTokenInit", "NegTokenResp", "unpack_token",
 ]
