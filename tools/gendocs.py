@@ -263,7 +263,7 @@ KEYS: tuple[Key, ...] = (
     Key("", "default", "string", "required", "outcome when no rule matches: `required`, `none` or `deny`", "deny"),
     Key(
         "", "faults", "list", "[]", "faults injected on every request, each `- name: {settings}` or `- name`; "
-        "the fault names and settings are on the Faults page", ["always_407"],
+        "the fault names and settings are on the [Faults](../faults.md) page", ["always_407"],
     ),
     Key("", "cache", "mapping", "", "verified-credentials cache (below)", {"ttl": 60}),
     Key("", "response", "mapping", "", "exact shape of refusals (below)", {"status": 407}),
