@@ -1,4 +1,5 @@
-# mitm407: `make demo` runs the proxy, `make test` runs every test.
+# mitm407: `make demo` runs the proxy, `make test` runs every test, `make unit` the in-process ones (fast),
+# `make lint` ruff and the import contracts (docs/development.md).
 # PYTHON/VENV select the interpreter: .ci/run uses them for mitmproxy 11 and 12.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ DEBIAN_KERBEROS_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev fak
 KRB_DIR ?= /tmp/mitm407-kerberos
 ARGS ?=
 
-.PHONY: demo demo-kerberos test lint check-scenarios clean matrix teach report-screenshot bench bench-memory fuzz soak
+.PHONY: demo demo-kerberos test unit lint lint-imports check-scenarios clean matrix teach report-screenshot bench bench-memory fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,11 +54,21 @@ test: $(VENV)/.installed-test
 	tools/ensure-debian-packages $(DEBIAN_TEST_PACKAGES)
 	@$(BIN)/python -c "import sys, mitmproxy.version as v; print('testing with Python', sys.version.split()[0], 'mitmproxy', v.VERSION)"
 	$(BIN)/ruff check addons tests bench
+	$(MAKE) --no-print-directory lint-imports
 	$(BIN)/python -m mitm407 check scenarios/*.yaml
 	$(BIN)/python -m pytest -q
 
+# The in-process tests only (no mitmdump, curl or Squid): a quick loop while editing.
+unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m "not e2e" $(ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check addons tests bench
+	$(MAKE) --no-print-directory lint-imports
+
+# The import contracts in pyproject.toml [tool.importlinter], checked on this checkout's addons/.
+lint-imports: $(VENV)/.installed-test
+	PYTHONPATH=addons $(BIN)/lint-imports --no-cache
 
 # Not part of `make test`: they load the machine (see README "Performance").
 # bench: BENCH_DURATION (s per measurement), BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_ONLY (config keys)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from mitm407.cli.scenarios import header_comment, shipped_scenarios
 from mitm407.faults.registry import FAULTS
 from mitm407.scenario.load import load_scenario
@@ -12,6 +14,7 @@ from procs import mitm407_cli
 FOUNDATION = {"default", "corp-basic", "htpasswd"}  # documented before the fault library existed
 
 
+@pytest.mark.e2e  # starts a process
 def test_list_names_every_shipped_scenario_with_its_description():
     result = mitm407_cli("scenarios")
     assert result.returncode == 0, result.stderr
@@ -21,6 +24,7 @@ def test_list_names_every_shipped_scenario_with_its_description():
     assert re.search(expected, result.stdout, re.M)
 
 
+@pytest.mark.e2e  # starts a process
 def test_show_prints_the_whole_header_comment():
     result = mitm407_cli("scenarios", "close-after-407")
     assert result.returncode == 0, result.stderr
@@ -30,6 +34,7 @@ def test_show_prints_the_whole_header_comment():
     assert "curl/curl#6828" in result.stdout and "version: 1" not in result.stdout
 
 
+@pytest.mark.e2e  # starts a process
 def test_unknown_scenario_name():
     result = mitm407_cli("scenarios", "close-after-408")
     assert result.returncode == 1

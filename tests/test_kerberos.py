@@ -8,13 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from spnego._spnego import NegState, NegTokenInit, NegTokenResp, unpack_token
 
 from mitm407.core.facts import RequestFacts
 from mitm407.core.problems import ScenarioError
 from mitm407.core.results import Result
 from mitm407.scenario.load import load_scenario, repo_scenario_dir
 from mitm407.schemes.keytab import KeytabError, matches, parse_keytab
+from mitm407.schemes.spnego_compat import NegState, NegTokenInit, NegTokenResp, unpack_token
 
 SHIPPED_KEYTAB = repo_scenario_dir() / "negotiate-kerberos.keytab"
 KERBEROS_OID = "1.2.840.113554.1.2.2"
@@ -124,6 +124,7 @@ def test_kerberos_mechanism_needs_a_keytab(tmp_path):
     ]
 
 
+@pytest.mark.e2e  # starts a process
 def test_without_gssapi_check_names_the_extra_in_one_line(tmp_path):
     """A real `mitm407 check` in a Python where `import gssapi` fails."""
     path = write(tmp_path, scenario_text(f"kerberos: {{keytab: {SHIPPED_KEYTAB}}}\n"))

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, ctx, http
-from mitmproxy.net.http import http1
 from mitmproxy.proxy import mode_specs
 
 from mitm407.capture.infer import CaptureError, infer_scenario
 from mitm407.capture.observe import Observation, make_observation
 from mitm407.capture.probe import ProbeError, connect_request, exchange
+from mitm407.proxy.mitmproxy_compat import connection_close
 
 logger = logging.getLogger("mitm407.capture")
 
@@ -46,7 +46,7 @@ def observation_from_flow(flow: http.HTTPFlow, keep_usernames: bool, closed: boo
         return None
     refused = response.status_code in (401, 403, 407)
     if closed is None:
-        closed = http1.connection_close(response.http_version, response.headers)
+        closed = connection_close(response.http_version, response.headers)
     return make_observation(
         method=request.method,
         url=request.url if request.method != "CONNECT" else request.authority,

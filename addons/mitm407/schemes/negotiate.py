@@ -24,8 +24,6 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 
-from spnego._spnego import InitialContextToken, NegState, NegTokenInit, NegTokenResp, unpack_token
-
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.yamlnodes import Mapping as YamlMapping
@@ -48,6 +46,7 @@ from mitm407.schemes.ntlm_acceptor import (
     parse_ntlm_options,
     with_header,
 )
+from mitm407.schemes.spnego_compat import InitialContextToken, NegState, NegTokenInit, NegTokenResp, unpack_token
 
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
 MECH_NAMES = {
