@@ -50,6 +50,7 @@ def test_bad_hop_ports_are_refused_before_anything_starts(values: list[str], mes
         parse_hop_ports(values, HOPS, first)
 
 
+@pytest.mark.e2e  # runs the mitm407 command
 def test_a_port_in_use_is_named():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
