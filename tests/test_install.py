@@ -16,11 +16,14 @@ from procs import REPO, curl, free_port, run, stop_process, wait_for_port
 def test_run_arguments():
     command, path = build_command(["corp.yaml", "-p", "3128", "--set", "x=1"])
     assert command[1:3] == ["-s", str(Path(command[2]))] and command[2].endswith("mitm407/proxyauth_script.py")
-    assert command[3:] == ["--set", "scenario=corp.yaml", "-p", "3128", "--set", "x=1"]
+    assert command[3:] == ["--set", "scenario=corp.yaml", "--listen-host", "127.0.0.1", "-p", "3128", "--set", "x=1"]
     assert path == "corp.yaml"
     command, path = build_command(["-p", "3128"])  # no scenario: the default, shipped one
     assert path.endswith("default.yaml") and command[-2:] == ["-p", "3128"]
     assert build_command(["--", "digest-like"])[1].endswith("digest-like.yaml")
+    # --listen-host given: no 127.0.0.1 added; mitmweb instead of mitmdump for `web`
+    command, _ = build_command(["--listen-host", "0.0.0.0"], "mitmweb")
+    assert command.count("--listen-host") == 1 and Path(command[0]).name == "mitmweb"
 
 
 @pytest.mark.e2e

@@ -132,6 +132,7 @@ def start_mitm407(
     mode: str | None = None,
     confdir: Path | None = None,
     wait: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> Mitmdump:
     """mitmdump with the mitm407 addon on a free 127.0.0.1 port, logging to ``workdir``."""
     port = free_port()
@@ -144,6 +145,7 @@ def start_mitm407(
         args += ["--set", f"hop_name={hop_name}"]
     if mode:
         args += ["--mode", mode]
+    args += extra_args
     log_path = workdir / f"{name}-{port}.log"
     env = clean_env({"PYTHONPATH": os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))})
     with open(log_path, "wb") as log:
