@@ -24,6 +24,8 @@ COMMANDS = (
     "chain",
     "run",  # also registers `web` (the same with mitmweb)
     "capture",
+    "ctl",
+    "container",
 )
 
 
