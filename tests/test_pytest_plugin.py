@@ -54,7 +54,7 @@ def test_failed_test_gets_the_proxy_log_and_every_proxy_is_stopped(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1, result.stdout[-2000:]
-    assert "mitm407 proxy log #0" in result.stdout and "scenario 'default'" in result.stdout
+    assert "mitm407 proxy log #0" in result.stdout and "Loading script" in result.stdout
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
