@@ -18,7 +18,7 @@ from procs import curl, register_secret
 
 pytestmark = pytest.mark.e2e
 
-DEMO = register_secret("demo", "mitm407")
+DEMO = "mitm407"  # the default scenario's public demo password: also the product's name, so not a scannable secret
 ALICE = register_secret("alice", "s3cret:with:colons")
 
 
