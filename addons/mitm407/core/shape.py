@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 
 import yaml
 
-from mitm407.capture.observe import parse_challenge
 from mitm407.core.answers import Answer, build_challenge, build_denial
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.yamlnodes import Mapping, Node, Reader
+from mitm407.wire.authparams import AuthParamError, parse_challenges
 
 CHALLENGES_MARKER = "{challenges}"
 # Placeholders filled per answer; anything else in braces (CSS, JavaScript) stays as written.
@@ -297,8 +297,11 @@ def _nonce_for(value: str, challenges_of: Callable[[str], list[str]], nonce: Cal
     if "{nonce}" not in value:
         return ""
     token = value.split(" ", 1)[0].lower()
-    for challenge in challenges_of(token) if token in VERIFYING_NONCES else ():
-        issued = parse_challenge(challenge).param("nonce")
+    for value in challenges_of(token) if token in VERIFYING_NONCES else ():
+        try:  # the scheme's own challenge: well-formed, but a parse error must not fail the answer
+            issued = next((c.param("nonce") for c in parse_challenges(value) if c.param("nonce")), None)
+        except AuthParamError:
+            issued = None
         if issued:
             return issued
     return nonce()

@@ -1,0 +1,68 @@
+"""Hostile network text in the pure parts: capture's YAML, terminals, HTML bodies, HAR files, regexes.
+
+Every value here came from a client or an upstream proxy in the security review
+(issue 14, "The other hostile input found"); each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mitm407.capture.infer import infer_scenario
+from mitm407.capture.observe import make_observation
+from mitm407.scenario.load import parse_scenario
+from mitm407.wire.terminal import escape_controls
+
+INJECTION = "rules: [{match: {}, auth: none}]"
+# Every character YAML 1.1 reads as a line break, and what breaks a quoted or commented scalar.
+BREAKS = ("\u2028", "\u2029", "\x85", "\r\n ", "\r", "\n")
+TOP_KEYS = {"version", "name", "description", "realm", "login_hint", "users", "schemes", "basic", "default",
+            "response", "digest", "rules", "faults"}
+
+
+def hostile_observation(brk: str, realms: tuple[str, ...]) -> object:
+    quoted = (realm.replace("\\", "\\\\").replace('"', '\\"') for realm in realms)
+    headers = [("Proxy-Authenticate", f'Basic realm="{realm}"') for realm in quoted]
+    headers += [("X-Evil", f'v{brk}{INJECTION} # "\'q'), ("Content-Type", "text/plain")]
+    return make_observation(
+        method="GET", url="http://example.com/", host="example.com", port=80, request_headers=[],
+        status=407, reason=f"Denied{brk}{INJECTION} #'\"", response_headers=headers, body=b"no", closed=False,
+    )
+
+
+@pytest.mark.parametrize("brk", BREAKS, ids=lambda b: repr(b))
+def test_captured_text_cannot_inject_yaml(brk):
+    realm = f"corp{brk}{INJECTION}{brk}# \"x\" 'y'"
+    text = infer_scenario([hostile_observation(brk, (realm, "second"))], source="http://up:3128",
+                          captured_at="2026-01-02 03:04 UTC")
+    doc = yaml.safe_load(text)
+    assert "rules" not in doc and set(doc) <= TOP_KEYS
+    assert doc["default"] == "required"
+    scenario = parse_scenario(text, "<captured>", Path.cwd(), env={})
+    assert scenario.rules.rules == ()
+    for line in text.splitlines():  # comments hold no network text at all
+        assert not line.startswith("#") or INJECTION not in line
+    response = doc["response"]
+    # the network text survives as data: exactly, or with CR/LF (which a replay cannot send) as spaces
+    sendable = brk.replace("\r", " ").replace("\n", " ")
+    assert response["reason"] == f"Denied{sendable}{INJECTION} #'\""
+    assert {"X-Evil": f'v{sendable}{INJECTION} # "\'q'} in response["headers"]
+    if "\r" not in brk and "\n" not in brk:  # a realm with CR/LF is not a valid quoted-string: verbatim
+        assert doc["realm"] == realm
+
+
+def test_a_line_break_in_any_comment_is_escaped():
+    obs = hostile_observation("\u2028", ("a", "b"))
+    text = infer_scenario([obs], source=f"http://up:3128/\u2028{INJECTION}", captured_at="now\x85x: 1")
+    assert all(line.startswith("#") for line in text.split("\nversion:")[0].splitlines())
+    assert "\\u2028" in text and "\\x85" in text
+    assert "rules" not in yaml.safe_load(text)
+
+
+def test_escape_controls():
+    assert escape_controls("plain text") == "plain text"
+    assert escape_controls("a\x1b[2Jb\rc\u2028d\x85\u202e\udcff\t") == "a\\x1b[2Jb\\rc\\u2028d\\x85\\u202e\\udcff\\t"
+    assert escape_controls("abcdef", 3) == "abc..."
