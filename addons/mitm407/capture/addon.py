@@ -31,6 +31,7 @@ from mitmproxy.proxy import mode_specs
 from mitm407.capture.infer import CaptureError, infer_scenario
 from mitm407.capture.observe import Observation, make_observation
 from mitm407.capture.probe import ProbeError, connect_request, exchange
+from mitm407.wire.terminal import escape_controls
 
 logger = logging.getLogger("mitm407.capture")
 
@@ -154,10 +155,10 @@ class Capture:
         self.answered += 1
         logger.info(
             "mitm407 capture: %s %s -> %d%s",
-            observation.method,
-            observation.url,
+            escape_controls(observation.method, 20),
+            escape_controls(observation.url, 200),  # network text: no terminal escapes
             observation.status,
-            f" (credentials: {observation.credentials})" if observation.credentials else "",
+            f" (credentials: {escape_controls(observation.credentials, 20)})" if observation.credentials else "",
         )
         if observation.refused or observation.credentials:
             self.write()

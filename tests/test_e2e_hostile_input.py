@@ -1,0 +1,114 @@
+"""End to end: hostile text from upstreams, clients and files, through real mitmdump, curl and the CLI.
+
+Issue 14, "The other hostile input found": each test failed on the code before its fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from procs import curl, mitm407_cli
+from test_e2e_capture import finish_capture, start_capture
+
+pytestmark = pytest.mark.e2e
+
+INJECTION = b"rules: [{match: {}, auth: none}]"
+U2028, U2029, NEL = "\u2028".encode(), "\u2029".encode(), "\x85".encode()  # UTF-8 bytes
+
+
+def hostile_407() -> bytes:
+    """A 407 whose realm, reason and headers carry every YAML line break, '#', quotes and an obs-fold."""
+    return b"".join([
+        b"HTTP/1.1 407 Denied" + U2028 + INJECTION + b" #'\"\x85x\r\n",
+        b'Proxy-Authenticate: Basic realm="corp' + U2028 + INJECTION + U2029 + b"# \\\"q\\\" '" + NEL + b'"\r\n',
+        b'Proxy-Authenticate: Basic realm="second"\r\n',
+        b"X-Evil: a" + U2029 + INJECTION + b" # \"'\r\n",
+        b"  folded " + NEL + INJECTION + b"\r\n",  # obs-fold: mitmproxy joins it with CR LF
+        b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+    ])
+
+
+@contextlib.contextmanager
+def hostile_upstream(answer: bytes) -> Iterator[str]:
+    """A one-trick upstream 'proxy': reads a request head, sends ``answer``, closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def test_capture_of_a_hostile_upstream_round_trips_without_injected_keys(tmp_path, origin):
+    output = tmp_path / "hostile.yaml"
+    with hostile_upstream(hostile_407()) as upstream:
+        proc, port = start_capture(upstream, output, 1)
+        assert curl("-x", f"http://127.0.0.1:{port}", origin.url("/x")).stdout.endswith("407")
+        text = finish_capture(proc, output)
+    doc = yaml.safe_load(text)
+    assert "rules" not in doc and doc["default"] == "required"
+    assert mitm407_cli("check", str(output)).returncode == 0
+    # the network text is data, equal to what was received (CR LF of the fold as spaces: a replay sends one line)
+    assert doc["realm"] == "corp\u2028rules: [{match: {}, auth: none}]\u2029# \"q\" '\x85"
+    assert doc["response"]["reason"] == (b"Denied" + U2028 + INJECTION + b" #'\"\x85x").decode("iso-8859-1")
+    evil = next(h["X-Evil"] for h in doc["response"]["headers"] if "X-Evil" in h)
+    assert evil.startswith("a\u2029rules: [{match: {}, auth: none}] # \"'")
+    assert evil.endswith("\x85" + INJECTION.decode())
+    assert "\r" not in evil and "\n" not in evil
+    for line in text.splitlines():
+        assert not line.startswith("#") or "auth: none" not in line
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"request": {"method": "GET", "url": "http://example.com:99999/"}, "response": {"status": 407}},
+         "HAR entry 1 (log.entries[1]): request.url 'http://example.com:99999/' has an invalid port"),
+        ({"request": {"method": "GET", "url": "http://example.com/"}, "response": {"status": "abc"}},
+         "HAR entry 1 (log.entries[1]): response.status 'abc' is not an HTTP status code"),
+        ("junk", "HAR entry 1 (log.entries[1]): the entry is not an object"),
+        ({"request": {"url": "http://e/"}, "response": {"status": 407, "content": {"text": "%", "encoding": "base64"}}},
+         "HAR entry 1 (log.entries[1]): "),
+    ],
+    ids=["port-99999", "status-abc", "not-an-object", "bad-base64"],
+)
+def test_capture_from_a_broken_har_names_the_entry(tmp_path, entry, expected):
+    good = {"request": {"method": "GET", "url": "http://example.com/"}, "response": {"status": 200}}
+    har = tmp_path / "broken.har"
+    har.write_text(json.dumps({"log": {"entries": [good, entry]}}), encoding="utf-8")
+    result = mitm407_cli("capture", "--from", str(har), "-o", str(tmp_path / "out.yaml"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mitm407 capture: {expected}"), result.stderr
+    assert not (tmp_path / "out.yaml").exists()
