@@ -112,3 +112,13 @@ def test_capture_from_a_broken_har_names_the_entry(tmp_path, entry, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"mitm407 capture: {expected}"), result.stderr
     assert not (tmp_path / "out.yaml").exists()
+
+
+def test_squid_basic_html_407_escapes_the_requested_url(mitmdump_factory):
+    dump = mitmdump_factory(options={"scenario": "squid-basic"})
+    result = curl("-g", "-x", dump.url, "http://127.0.0.1:9/<script>alert(1)</script>?q=1")
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "407"
+    assert "ERR_CACHE_ACCESS_DENIED" in body or "Cache Access Denied" in body
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body

@@ -66,3 +66,35 @@ def test_escape_controls():
     assert escape_controls("plain text") == "plain text"
     assert escape_controls("a\x1b[2Jb\rc\u2028d\x85\u202e\udcff\t") == "a\\x1b[2Jb\\rc\\u2028d\\x85\\u202e\\udcff\\t"
     assert escape_controls("abcdef", 3) == "abc..."
+
+
+# -- HTML bodies reflect the request ---------------------------------------------------------------
+
+SCRIPT_PATH = "/<script>alert(1)</script>?q=<b>"
+
+
+def shaped(headers_yaml: str):
+    from mitm407.core.facts import RequestFacts
+    from mitm407.core.results import AuthResult, Result
+    from mitm407.core.shape import build_shaped_answer
+
+    text = (
+        "version: 1\nusers: {u: p}\nschemes: [basic]\nresponse:\n  status: 407\n"
+        f"  headers: {headers_yaml}\n  body: '<p>{{url}} {{host}} {{method}} {{reason}}</p>'\n"
+    )
+    scenario = parse_scenario(text, "s.yaml", Path("."))
+    facts = RequestFacts("GET", "http://e.test" + SCRIPT_PATH, "e.test", 80, SCRIPT_PATH, "127.0.0.1", "c1")
+    auth = AuthResult(Result.BAD_CREDENTIALS, "wrong password for user '<img src=x>'", "basic", "<img src=x>")
+    return build_shaped_answer(scenario.response, auth, facts, lambda n: [], lambda: [], "hop", now=0.0)
+
+
+@pytest.mark.parametrize("headers", ["[{Content-Type: text/html;charset=utf-8}]", "[{Server: x}]",
+                                     "[{Content-Type: application/xhtml+xml}]"])
+def test_html_bodies_escape_every_request_value(headers):
+    body = shaped(headers).body
+    assert "<script>" not in body and "<img" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "&lt;img src=x&gt;" in body
+
+
+def test_plain_text_bodies_keep_the_url_as_sent():
+    assert "/<script>alert(1)</script>" in shaped("[{Content-Type: text/plain}]").body
