@@ -6,6 +6,8 @@ Every value here came from a client or an upstream proxy in the security review
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,59 @@ def test_html_bodies_escape_every_request_value(headers):
 
 def test_plain_text_bodies_keep_the_url_as_sent():
     assert "/<script>alert(1)</script>" in shaped("[{Content-Type: text/plain}]").body
+
+
+# -- reports: one upstream, one name; no terminal escapes ----------------------------------------------
+
+CORE = "127.0.0.1:20086"
+
+
+def hop_record(**kw) -> dict:
+    base = {"hop": "edge", "status": 407, "upstream_proxy": CORE, "via": [], "proxy_status": [], "auth": None,
+            "answered_by": {"kind": "upstream-proxy", "hop": CORE}, "method": "GET", "host": "o", "port": 80}
+    return {**base, **kw}
+
+
+NAMED = hop_record(answered_by={"kind": "upstream-proxy", "hop": "core"},
+                   via=[{"protocol": "1.1", "received_by": "core"}, {"protocol": "1.1", "received_by": "edge"}])
+UNNAMED = hop_record(status=502, upstream_status=407)  # mitmproxy's 502 for a refused CONNECT: no Via
+
+
+@pytest.mark.parametrize("order", [(UNNAMED, NAMED), (NAMED, UNNAMED)], ids=["address-first", "name-first"])
+def test_one_upstream_is_one_row_named_by_its_via(order):
+    from mitm407.hoplog.summary import format_text, summarize_lines
+
+    data = summarize_lines([json.dumps(r) for r in order]).as_dict()
+    assert data["answered_by"] == [{"kind": "upstream-proxy", "hop": "core", "address": CORE, "flows": 2}]
+    assert "upstream-proxy core (127.0.0.1:20086)" in format_text(data)
+
+
+def test_a_farther_proxy_keeps_its_own_row():
+    from mitm407.hoplog.summary import summarize_lines
+
+    far = hop_record(answered_by={"kind": "upstream-proxy", "hop": "far"},
+                     proxy_status=[{"hop": "far", "params": {"error": "http_request_denied"}},
+                                   {"hop": "core", "params": {}}])
+    rows = summarize_lines([json.dumps(far), json.dumps(UNNAMED)]).as_dict()["answered_by"]
+    assert rows == [{"kind": "upstream-proxy", "hop": "core", "address": CORE, "flows": 1},
+                    {"kind": "upstream-proxy", "hop": "far", "flows": 1}]
+
+
+def test_html_report_draws_the_named_lane_for_an_address_only_record():
+    from mitm407.hoplog.html import render_lines
+
+    page = render_lines([json.dumps(UNNAMED), json.dumps(NAMED)])
+    lanes = re.findall(r'data-lane="([^"]*)" data-lane-kind="upstream"', page)
+    assert lanes == ["core", "core"]
+    assert "upstream 127.0.0.1:20086" in page
+
+
+def test_summary_text_escapes_control_characters():
+    from mitm407.hoplog.summary import format_markdown, format_text, summarize_lines
+
+    evil = hop_record(answered_by={"kind": "upstream-proxy", "hop": "\x1b]0;pwned\x07\x1b[2J\r\u2028ok"},
+                      upstream_proxy=None, error={"type": "x\x1b[31m"}, findings=[{"kind": "k\x9b1m"}])
+    data = summarize_lines([json.dumps(evil)]).as_dict()
+    for text in (format_text(data), format_markdown(data)):
+        assert not any(ch in text for ch in "\x1b\x07\r\u2028\x9b")
+        assert "\\x1b]0;pwned\\x07\\x1b[2J\\r\\u2028ok" in text
