@@ -10,11 +10,12 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
-from procs import curl, mitm407_cli
+from procs import curl, mitm407_cli, register_secret
 from test_e2e_capture import finish_capture, start_capture
 
 pytestmark = pytest.mark.e2e
@@ -122,3 +123,28 @@ def test_squid_basic_html_407_escapes_the_requested_url(mitmdump_factory):
     assert "ERR_CACHE_ACCESS_DENIED" in body or "Cache Access Denied" in body
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+REDOS_SCENARIO = """\
+version: 1
+users: {ann: %s}
+schemes: [basic]
+rules:
+  - match: {path_regex: '^/(a+)+$'}
+    auth: none
+"""
+
+
+def test_a_pathological_path_regex_cannot_freeze_the_proxy(mitmdump_factory, origin, tmp_path):
+    """64 'a's and a '!' would take Python's re about 2**64 steps; RE2 answers at once."""
+    password = register_secret("ann", "redos-Pw-3")
+    scenario = tmp_path / "redos.yaml"
+    scenario.write_text(REDOS_SCENARIO % password, encoding="utf-8")
+    dump = mitmdump_factory(options={"scenario": str(scenario)})
+    attack = origin.url("/" + "a" * 64 + "!")
+    with ThreadPoolExecutor(2) as pool:
+        attacked = pool.submit(curl, "-x", dump.url, attack, timeout=40)
+        normal = pool.submit(curl, "-x", dump.proxy_url("ann", password), origin.url("/after"), timeout=40)
+        assert attacked.result().stdout.endswith("407")  # no match: the default asks for credentials
+        assert normal.result().stdout.endswith("200")
+    assert curl("-x", dump.url, origin.url("/aaa")).stdout.endswith("200")  # the rule still matches

@@ -156,3 +156,49 @@ def test_summary_text_escapes_control_characters():
     for text in (format_text(data), format_markdown(data)):
         assert not any(ch in text for ch in "\x1b\x07\r\u2028\x9b")
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\r\\u2028ok" in text
+
+
+# -- rule regexes run on attacker paths -------------------------------------------------------------
+
+
+def test_path_regex_is_matched_by_the_linear_engine():
+    from mitm407.core.rules import compile_path_regex
+
+    regex = compile_path_regex("^/(a+)+$")
+    assert type(regex.compiled).__module__.startswith("re2")  # RE2, not Python's backtracking re
+    assert not regex.search("/" + "a" * 27 + "!")
+    assert not regex.search("/" + "a" * 100_000 + "!")  # Python's re would not return in our lifetime
+    assert regex.search("/aaa")
+    assert compile_path_regex(r"\.(exe|msi)$").search("/x/setup.exe")
+    assert not compile_path_regex("^/ü").search("/\udcff")  # undecodable bytes of a request line: no raise
+
+
+RULE = "version: 1\nusers: {u: p}\nschemes: [basic]\nrules:\n  - match: {path_regex: '%s'}\n    auth: none\n"
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    (r"^/(a)\1$", "invalid escape sequence: \\1"),
+    ("^/(?=a)", "invalid perl operator: (?="),
+    ("^/(?<!a)b", "invalid perl operator: (?<!"),
+    ("^/(?>a+)b", "invalid perl operator: (?>"),
+])
+def test_patterns_re2_cannot_run_are_refused_at_load(pattern, why):
+    from mitm407.core.problems import ScenarioError
+
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(RULE % pattern, "s.yaml", Path("."))
+    text = str(e.value)
+    assert f"s.yaml:5:25: path_regex uses what RE2 cannot run: {why}" in text
+    assert "backreferences, lookaround" in text
+
+
+def test_a_missing_re2_is_a_located_error_naming_the_package(monkeypatch):
+    import sys
+
+    from mitm407.core.problems import ScenarioError
+
+    monkeypatch.setitem(sys.modules, "re2", None)  # import re2 -> ImportError
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(RULE % "^/x", "s.yaml", Path("."))
+    assert "s.yaml:5:25: path_regex needs the package 'google-re2', which is not installed" in str(e.value)
+    assert "pip install google-re2" in str(e.value)
