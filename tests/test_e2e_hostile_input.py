@@ -9,6 +9,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -148,3 +149,91 @@ def test_a_pathological_path_regex_cannot_freeze_the_proxy(mitmdump_factory, ori
         assert attacked.result().stdout.endswith("407")  # no match: the default asks for credentials
         assert normal.result().stdout.endswith("200")
     assert curl("-x", dump.url, origin.url("/aaa")).stdout.endswith("200")  # the rule still matches
+
+
+# -- endless request heads -----------------------------------------------------------------------------
+
+LIMITS_SCRIPT = "from mitm407.proxy.limits import Limits\n\naddons = [Limits()]\n"
+
+
+@pytest.fixture
+def limited(mitmdump_factory, tmp_path):
+    """mitmdump with the limits addon (the coordinator adds it to entry.all_addons) and proxyauth."""
+    script = tmp_path / "limits_entry.py"
+    script.write_text(LIMITS_SCRIPT, encoding="utf-8")
+    from procs import PROXYAUTH, REPO
+
+    def start(**options: str):
+        return mitmdump_factory(scripts=(str(script), PROXYAUTH), options=options,
+                                env={"PYTHONPATH": str(REPO / "addons")})
+
+    return start
+
+
+def stream_header_lines(port: int, budget: int) -> tuple[bytes, int]:
+    """Send a request head that never ends, up to ``budget`` bytes; (what came back, bytes sent)."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+        line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        try:
+            while sent < budget:
+                sock.sendall(line * 16)
+                sent += len(line) * 16
+        except OSError:  # the proxy closed the connection: the limit worked
+            pass
+        sock.settimeout(30)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer, sent
+
+
+def test_an_endless_request_head_is_cut_at_the_limit(limited, origin):
+    dump = limited(request_head_limit="16384")
+    answer, sent = stream_header_lines(dump.port, budget=64 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < 64 * 1024 * 1024  # the proxy stopped reading long before the budget
+    dump.wait_for_log("answered 431, connection closed")
+    assert curl("-x", dump.url, origin.url("/next")).stdout.endswith("407")  # still serving
+
+
+def test_heads_under_the_limit_pass(limited, origin):
+    dump = limited(request_head_limit="16384")
+    big = "x" * 12000  # a long cookie, as real browsers send
+    assert curl("-x", dump.url, "-H", f"Cookie: c={big}", origin.url("/")).stdout.endswith("407")
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.05)
+
+
+def asked(port: int) -> tuple[socket.socket, bytes]:
+    """A connection that sent one request; the first bytes of the answer (b"" if closed or reset)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(b"GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n")
+        return sock, sock.recv(65536)
+    except ConnectionResetError:
+        return sock, b""
+
+
+def test_a_client_over_its_connection_limit_is_closed_at_once(limited, origin):
+    dump = limited(client_connection_limit="2")
+    first, answer = asked(dump.port)
+    assert answer.startswith(b"HTTP/1.1 407")  # kept open (keep-alive)
+    # the readiness probe's connection is gone: only ``first`` is open
+    wait_until(lambda: dump.log.count("client connect") == dump.log.count("client disconnect") + 1)
+    second, answer = asked(dump.port)
+    assert answer.startswith(b"HTTP/1.1 407")
+    third, answer = asked(dump.port)
+    assert answer == b"", dump.log  # closed without an answer
+    dump.wait_for_log("client_connection_limit")
+    for sock in (first, second, third):
+        sock.close()
+    result = curl("--retry", "5", "--retry-all-errors", "-x", dump.url, origin.url("/after"))
+    assert result.stdout.endswith("407")  # the held connections are gone: served again

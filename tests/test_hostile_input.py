@@ -202,3 +202,28 @@ def test_a_missing_re2_is_a_located_error_naming_the_package(monkeypatch):
         parse_scenario(RULE % "^/x", "s.yaml", Path("."))
     assert "s.yaml:5:25: path_regex needs the package 'google-re2', which is not installed" in str(e.value)
     assert "pip install google-re2" in str(e.value)
+
+
+# -- endless request heads ----------------------------------------------------------------------------
+
+
+def test_head_limit_counts_only_unfinished_heads():
+    from mitm407.proxy.limits import head_is_too_long
+
+    assert head_is_too_long(b"GET / HTTP/1.1\r\nX: " + b"a" * 100, 64)
+    assert not head_is_too_long(b"GET / HTTP/1.1\r\n\r\n" + b"body" * 100, 64)  # a body after a short head
+    assert not head_is_too_long(b"GET / HTTP/1.1\n\n" + b"b" * 100, 64)  # bare LF, as h11 accepts
+    assert not head_is_too_long(b"x" * 100, 0)  # 0: no limit
+
+
+def test_the_one_private_mitmproxy_api_the_head_limit_uses_is_there():
+    """Contract test: fails loudly when a mitmproxy release moves Http1Server.read_headers and friends."""
+    from mitmproxy.proxy.layers.http import _http1
+
+    from mitm407.proxy.limits import install_head_limit
+
+    assert install_head_limit()
+    assert install_head_limit()  # idempotent: wrapped once
+    reader = _http1.Http1Server.read_headers
+    assert getattr(reader, "__mitm407_head_limit__", False)
+    assert callable(_http1.make_error_response) and hasattr(_http1.Http1Server, "done")
