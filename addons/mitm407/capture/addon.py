@@ -109,7 +109,7 @@ class Capture:
         try:
             answer, _, writer = await exchange(*mode.address, request, tls=tls)
         except ProbeError as e:
-            logger.warning("mitm407 capture: CONNECT probe to %s failed: %s", mode.data, e)
+            logger.warning("mitm407 capture: CONNECT probe to %s failed: %s", mode.data, escape_controls(str(e), 300))
             return
         writer.close()
         refused = not 200 <= answer.status < 300
