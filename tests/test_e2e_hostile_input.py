@@ -237,3 +237,26 @@ def test_a_client_over_its_connection_limit_is_closed_at_once(limited, origin):
         sock.close()
     result = curl("--retry", "5", "--retry-all-errors", "-x", dump.url, origin.url("/after"))
     assert result.stdout.endswith("407")  # the held connections are gone: served again
+
+
+# -- one upstream, one name ------------------------------------------------------------------------------
+
+
+def test_report_names_one_upstream_once(mitmdump_factory, logdir, origin, tls_origin):
+    """edge -> core: core's plain 407 carries Via "core"; its CONNECT refusal reaches edge as a bare 502."""
+    from hoplogcheck import wait_for_record
+
+    core = mitmdump_factory(options={"hop_name": "core"}, name="names-core")
+    edge_log = logdir / f"names-edge-{core.port}.jsonl"
+    edge = mitmdump_factory(options={"hop_name": "edge", "hoplog": str(edge_log)},
+                            extra=["--mode", f"upstream:{core.url}"], name="names-edge")
+    demo = ("--proxy-user", "demo:mitm407")  # the public demo user of the default scenario
+    assert curl("-x", edge.url, *demo, origin.url("/plain")).stdout.endswith("407")
+    assert curl("--cacert", edge.ca_file, "-x", edge.url, *demo, tls_origin.url("/tls")).stdout.endswith("502")
+    wait_for_record(edge_log, lambda r: r["path"] == "/plain")
+    wait_for_record(edge_log, lambda r: r["path"] == "/tls")
+    data = json.loads(mitm407_cli("report", "--format", "json", str(edge_log)).stdout)
+    upstream = [row for row in data["answered_by"] if row["kind"] == "upstream-proxy"]
+    assert upstream == [{"kind": "upstream-proxy", "hop": "core", "address": f"127.0.0.1:{core.port}", "flows": 2}]
+    text = mitm407_cli("report", str(edge_log)).stdout
+    assert f"upstream-proxy core (127.0.0.1:{core.port})" in text
