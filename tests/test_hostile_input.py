@@ -227,3 +227,24 @@ def test_the_one_private_mitmproxy_api_the_head_limit_uses_is_there():
     reader = _http1.Http1Server.read_headers
     assert getattr(reader, "__mitm407_head_limit__", False)
     assert callable(_http1.make_error_response) and hasattr(_http1.Http1Server, "done")
+
+
+def test_every_string_of_a_hop_record_is_html_escaped():
+    """Each string field of a record (nested ones too) set to markup: none of it survives as markup."""
+    from mitm407.hoplog.html import render_report
+
+    evil = '<i>"\'&'
+    record = {
+        "hop": evil, "time": evil, "flow_id": evil, "client": {"address": evil}, "tunnel_id": evil,
+        "method": evil, "scheme": evil, "host": evil, "port": evil, "path": evil, "status": 407,
+        "answered_by": {"kind": "upstream-proxy", "hop": evil}, "upstream_proxy": evil, "upstream_status": 407,
+        "error": {"type": evil, "next_hop": evil, "message": evil},
+        "auth": {"scheme": evil, "user": evil, "result": evil, "reason": evil}, "rule": evil,
+        "via": [{"protocol": evil, "received_by": evil, "comment": evil}],
+        "proxy_status": [{"hop": evil, "params": {evil: evil}}],
+        "timings": {"total_ms": evil}, "findings": [{"kind": evil, "header": evil, "scheme": evil, "user": evil}],
+        "faults": [{"name": evil, "reason": evil}],
+    }
+    page = render_report([record, {**record, "answered_by": {"kind": "this-proxy", "hop": evil}}])
+    assert "<i>" not in page and "\"'&" not in page
+    assert "&lt;i&gt;" in page
