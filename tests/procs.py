@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -184,6 +185,19 @@ def start_mitmdump(
 def run(args: list[str], timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:
     """Run a client command with a timeout, capturing text output."""
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(*args: str, tmp: Path) -> str:
+    """Headless Debian chromium (as root: no sandbox), its profile in ``tmp``, nothing fetched; returns stdout."""
+    assert CHROMIUM, "Debian chromium is not installed (make test installs it)"
+    result = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  f"--user-data-dir={tmp / 'chromium-profile'}", *args], timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mitm407.cli.scenarios import header_comment, shipped_scenarios
-from mitm407.faults.engine import FAULT_TYPES
+from mitm407.faults.registry import FAULTS
 from mitm407.scenario.load import load_scenario
 from procs import mitm407_cli
 
@@ -55,4 +55,4 @@ def test_every_fault_is_used_by_a_shipped_scenario():
         for rule in load_scenario(path).rule_list()
         for spec in rule.faults
     }
-    assert used == set(FAULT_TYPES)
+    assert used == set(FAULTS)

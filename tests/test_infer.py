@@ -179,11 +179,14 @@ def test_lockout_and_bypass_are_noted():
 
 def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
     """Without a ``lockout`` fault, or one that rejects the settings, the capture still passes ``check``."""
-    from mitm407.faults import settings as faults
+    from dataclasses import replace
+
+    from mitm407.faults.registry import FAULTS
 
     wrong = f"Basic {TOKEN}"
     observations = [observe(), observe(credentials=wrong), observe(credentials=wrong, status=403, headers=[])]
-    monkeypatch.delitem(faults.FAULT_PARSERS, "lockout")
+    lockout = FAULTS["lockout"]
+    monkeypatch.delitem(FAULTS, "lockout")
     text = infer(observations)
     assert "faults" not in yaml.safe_load(text)
     assert "# Note: after 1 refused attempts with credentials the answer changed from 407 to 403" in text
@@ -191,7 +194,7 @@ def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
     def rejecting(reader, node):
         reader.error(node, "lockout wants other settings")
 
-    monkeypatch.setitem(faults.FAULT_PARSERS, "lockout", rejecting)
+    monkeypatch.setitem(FAULTS, "lockout", replace(lockout, parse=rejecting))
     text = infer(observations)
     assert "faults" not in yaml.safe_load(text)
     assert "# Note: this mitm407 could not express everything captured (lockout wants other settings)" in text

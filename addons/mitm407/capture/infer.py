@@ -34,7 +34,7 @@ import yaml
 from mitm407.capture.observe import Observation, read_challenge
 from mitm407.core.problems import ScenarioError
 from mitm407.core.shape import CHALLENGES_MARKER
-from mitm407.faults import settings as faults_module
+from mitm407.faults import registry as faults_module
 from mitm407.scenario.load import parse_scenario
 from mitm407.schemes import SCHEME_NAMES
 from mitm407.schemes.basic import build_basic_challenge
@@ -209,9 +209,9 @@ def infer_scenario(
     verbatim, no faults) with a note, so the file always passes ``check``.
     """
     try:
-        return _infer(observations, source, captured_at, available, [], faults_module.FAULT_PARSERS)
+        return _infer(observations, source, captured_at, available, [], faults_module.FAULTS)
     except ScenarioError as e:
-        if tuple(available) == ("basic",) and not faults_module.FAULT_PARSERS:
+        if tuple(available) == ("basic",) and not faults_module.FAULTS:
             raise CaptureError(f"the inferred scenario is invalid (a mitm407 bug):\n{e}") from None
         note = (
             f"this mitm407 could not express everything captured ({e.problems[0].message}): "

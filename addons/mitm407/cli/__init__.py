@@ -23,6 +23,7 @@ COMMANDS = (
     "chain",
     "run",
     "capture",
+    "kdc",
 )
 
 

@@ -13,9 +13,9 @@ import argparse
 import os
 import sys
 
-from mitm407.cli.mitmdump import mitmdump_command, packaged_script
 from mitm407.core.problems import ScenarioError
 from mitm407.scenario.load import load_scenario, resolve_scenario_path
+from mitm407.teach.lab import mitmdump_command, packaged_script
 
 
 def register(sub: argparse._SubParsersAction) -> None:

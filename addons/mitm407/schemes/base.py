@@ -94,9 +94,3 @@ def split_authorization(value: str) -> tuple[str, str]:
 def printable(text: str, limit: int = 64) -> str:
     """A user-supplied string made safe for one log line: ``wire.terminal.escape_controls``, bounded."""
     return escape_controls(text, limit)
-
-
-def no_options(reader: Reader, section: Mapping | None) -> None:
-    """For schemes that have no scenario section yet: any key is unknown."""
-    if section is not None:
-        section.finish()
