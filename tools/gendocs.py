@@ -301,7 +301,9 @@ KEYS: tuple[Key, ...] = (
         ["*.intranet.example"]),
     Key("rules[].match", "port", "int or list", "", "destination port", [443, 8443]),
     Key("rules[].match", "path", "prefix or list", "", "path prefix, starts with `/`; never matches a CONNECT", "/api"),
-    Key("rules[].match", "path_regex", "regex", "", "searched in the path (with query)", "^/v[0-9]+/"),
+    Key("rules[].match", "path_regex", "regex", "",
+        "searched in the path (with query); [RE2](../hostile-input.md#rule-regexes-re2) syntax, linear time: "
+        "no backreferences or lookaround", "^/v[0-9]+/"),
     Key("rules[].match", "method", "string or list", "", "e.g. `[GET, HEAD]`, `CONNECT`", ["GET", "HEAD"]),
     Key("rules[].match", "connect", "bool", "", "true: only CONNECT; false: never CONNECT", True),
     Key(

@@ -28,12 +28,14 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: challenge, validate, relay CONNECT refusals, the hop log."""
+    """What ``addons/proxyauth.py`` loads: bounds on request heads, challenge and validate, relay CONNECT
+    refusals, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
+        from mitm407.proxy.limits import Limits
     except ImportError as e:
         from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
         return [Unavailable(missing_dependency_message(e))]
-    return [Addon(), ConnectRelay(), *hoplog_addons()]
+    return [Limits(), Addon(), ConnectRelay(), *hoplog_addons()]
