@@ -38,7 +38,7 @@ from typing import Any
 
 import measure  # puts addons/ and tests/ on sys.path: keep it first
 from mitmproxy import hooks, http, options
-from mitmproxy.proxy.layers.http import _hooks as http_hooks
+from mitmproxy.proxy.layers import http as http_hooks
 from mitmproxy.test import tflow
 from mitmproxy.tools.dump import DumpMaster
 

@@ -1,6 +1,9 @@
-"""Shared fixtures: a local origin (HTTP and HTTPS), mitmdump factories, a shared CA.
+"""Shared fixtures: a local origin (HTTP and HTTPS), mitmdump factories, a shared CA; two session guards.
 
-Every process a test starts is stopped by the fixture that started it.
+Every process a test starts is stopped by the fixture that started it. The guards:
+the secret scan (tests/secretscan.py: no registered secret in any log the session
+wrote, checked when the session finishes), and the e2e marker check (a test that
+starts a process must be marked ``e2e``, so ``make unit`` stays in-process and fast).
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from procs import Mitmdump, Origin, make_tls_context, start_mitmdump  # noqa: E402
 
+# The secret scan: the ``logdir`` fixture and the session-finish hook (a plugin, so a stand-alone
+# pytest run can load it too: ``-p secretscan``).
+pytest_plugins = ["secretscan"]
+
 
 @pytest.fixture(scope="session")
 def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One mitmproxy confdir (and CA) for the whole session."""
     return tmp_path_factory.mktemp("mitmconf")
-
-
-@pytest.fixture(scope="session")
-def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where every process log goes; the secrets test greps all of it."""
-    return tmp_path_factory.mktemp("logs")
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,41 @@ def module_mitmdump(logdir: Path, confdir: Path) -> Iterator[_Starter]:
     starter = _Starter(logdir, confdir)
     yield starter
     starter.stop_all()
+
+
+# -- the e2e marker check ---------------------------------------------------------
+
+PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn"})
+_running: list[pytest.Item] = []  # the item whose setup, call or teardown runs now
+
+
+class UnmarkedProcessError(RuntimeError):
+    """A test without the e2e marker started a process."""
+
+
+def _refuse_processes_outside_e2e(event: str, args: tuple) -> None:
+    """An audit hook (PEP 578): sees every way Python starts a process, whatever the test imported."""
+    if event in PROCESS_EVENTS and _running and _running[-1].get_closest_marker("e2e") is None:
+        what = args[1] if event == "subprocess.Popen" else args[0]
+        raise UnmarkedProcessError(
+            f"{_running[-1].nodeid} starts a process ({event}: {what!r}) but is not marked e2e: "
+            "add @pytest.mark.e2e (or pytestmark) so `make unit` stays in-process"
+        )
+
+
+_audit_hook_added = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _audit_hook_added:  # audit hooks cannot be removed: add it once per interpreter
+        sys.addaudithook(_refuse_processes_outside_e2e)
+        _audit_hook_added.append(True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()

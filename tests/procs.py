@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -36,17 +37,21 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-# Every password a test uses, and its Basic tokens: tests/test_zz_secrets.py
-# greps every log the suite wrote for them and expects zero hits.
+# Every password a test uses, and its Basic tokens: the session's secret scan (tests/secretscan.py)
+# greps every log the session wrote for them and fails the session on a hit.
 SECRETS: set[str] = set()
+SECRET_LABELS: dict[str, str] = {}  # secret -> whose it is, for the scan's report (never the secret)
 
 
 def register_secret(user: str, password: str) -> str:
     """Remember a password (and its base64 forms, UTF-8 and Latin-1); returns the password."""
-    SECRETS.update({password, quote(password, safe="")})
+    forms = [(password, "password"), (quote(password, safe=""), "URL-quoted password")]
     for encoding in ("utf-8", "iso-8859-1"):
         with contextlib.suppress(UnicodeEncodeError):
-            SECRETS.add(base64.b64encode(f"{user}:{password}".encode(encoding)).decode())
+            forms.append((base64.b64encode(f"{user}:{password}".encode(encoding)).decode(), "Basic token"))
+    for secret, kind in forms:
+        SECRETS.add(secret)
+        SECRET_LABELS.setdefault(secret, f"{kind} of {user!r}")
     return password
 
 
@@ -186,6 +191,19 @@ def start_mitmdump(
 def run(args: list[str], timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:
     """Run a client command with a timeout, capturing text output."""
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(*args: str, tmp: Path) -> str:
+    """Headless Debian chromium (as root: no sandbox), its profile in ``tmp``, nothing fetched; returns stdout."""
+    assert CHROMIUM, "Debian chromium is not installed (make test installs it)"
+    result = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  f"--user-data-dir={tmp / 'chromium-profile'}", *args], timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.CompletedProcess:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
-from mitm407.cli.scenarios import header_comment, shipped_scenarios
-from mitm407.faults.engine import FAULT_TYPES
+import pytest
+
+from mitm407.cli.scenarios import for_installed_package, header_comment, in_checkout, shipped_scenarios
+from mitm407.faults.registry import FAULTS
 from mitm407.scenario.load import load_scenario
-from procs import mitm407_cli
+from procs import REPO, mitm407_cli
 
 FOUNDATION = {"default", "corp-basic", "htpasswd"}  # documented before the fault library existed
 
 
+@pytest.mark.e2e  # starts a process
 def test_list_names_every_shipped_scenario_with_its_description():
     result = mitm407_cli("scenarios")
     assert result.returncode == 0, result.stderr
@@ -21,6 +27,7 @@ def test_list_names_every_shipped_scenario_with_its_description():
     assert re.search(expected, result.stdout, re.M)
 
 
+@pytest.mark.e2e  # starts a process
 def test_show_prints_the_whole_header_comment():
     result = mitm407_cli("scenarios", "close-after-407")
     assert result.returncode == 0, result.stderr
@@ -30,6 +37,7 @@ def test_show_prints_the_whole_header_comment():
     assert "curl/curl#6828" in result.stdout and "version: 1" not in result.stdout
 
 
+@pytest.mark.e2e  # starts a process
 def test_unknown_scenario_name():
     result = mitm407_cli("scenarios", "close-after-408")
     assert result.returncode == 1
@@ -55,4 +63,34 @@ def test_every_fault_is_used_by_a_shipped_scenario():
         for rule in load_scenario(path).rule_list()
         for spec in rule.faults
     }
-    assert used == set(FAULT_TYPES)
+    assert used == set(FAULTS)
+
+
+
+def test_installed_header_shows_mitm407_run_not_a_checkout_path():
+    text = (
+        "Try it:\n  mitmdump -s addons/proxyauth.py --set scenario=digest\n"
+        "  mitmdump -s addons/proxyauth.py --set scenario=teach-proxy --set hop_name=corp-proxy\n"
+        "  mitmdump -s addons/proxyauth.py --set scenario=scenarios/corp-basic.yaml -p 3128\n"
+        "  (what `mitmdump -s addons/proxyauth.py` uses)"
+    )
+    assert for_installed_package(text) == (
+        "Try it:\n  mitm407 run digest\n  mitm407 run teach-proxy --set hop_name=corp-proxy\n"
+        "  mitm407 run corp-basic -p 3128\n  (what `mitm407 run` uses)"
+    )
+    assert all(in_checkout(path) for path in shipped_scenarios().values())  # this checkout keeps its commands
+
+
+@pytest.mark.e2e  # runs the mitm407 command
+def test_closed_pipe_exits_quietly():
+    """``mitm407 scenarios | head -1``: no BrokenPipeError traceback, whichever write meets the closed pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails with EPIPE
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-m", "mitm407", "scenarios"], stdout=write_end, stderr=subprocess.PIPE, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO / "addons")},
+        )
+    finally:
+        os.close(write_end)
+    assert writer.stderr == b"" and writer.returncode == 141

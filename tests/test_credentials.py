@@ -12,6 +12,7 @@ from mitm407.core.credentials import Secret, apr1_crypt, classify_hash, parse_ht
 from mitm407.core.problems import Problems
 
 
+@pytest.mark.e2e  # starts a process
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 @pytest.mark.parametrize("password", ["secret", "", "pässwörd", "x" * 40, "with:colon"])
 def test_apr1_matches_openssl(password):
@@ -23,6 +24,7 @@ def test_apr1_matches_openssl(password):
     assert not Secret("apr1", expected).verify(password + "x")
 
 
+@pytest.mark.e2e  # starts a process
 @pytest.mark.skipif(shutil.which("htpasswd") is None, reason="apache2-utils not installed")
 def test_htpasswd_tool_output_verifies(tmp_path):
     path = tmp_path / "h"

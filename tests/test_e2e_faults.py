@@ -267,6 +267,19 @@ def test_block_page_200_html(proxy, origin):
     assert f"Requested: 127.0.0.1:{origin.port}/block</p>" in r.text, r.text
 
 
+def test_block_page_escapes_the_url_with_the_shipped_scenario(module_mitmdump, origin):
+    """The shipped ``web-filter-block-page``: a ``<script>`` in the URL comes back as text, not markup."""
+    proxy = module_mitmdump(options={"scenario": "web-filter-block-page"})
+    path = "/<script>alert(1)</script>?a=1&b=2"
+    request = f"GET http://127.0.0.1:{origin.port}{path} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n"
+    (raw,) = raw_exchange(proxy.port, [request.encode()])
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Type: text/html; charset=utf-8" in head, head
+    expected = f"<p>Requested: 127.0.0.1:{origin.port}/&lt;script&gt;alert(1)&lt;/script&gt;?a=1&amp;b=2</p>"
+    assert expected.encode() in body, body
+    assert b"<script>" not in body
+
+
 def test_block_page_redirect(proxy, origin):
     result = curl("-x", proxy.url, "-D", "-", origin.url("/redirect"))
     assert status(result) == 302

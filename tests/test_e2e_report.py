@@ -11,7 +11,6 @@ keeps a copy: ``make report-screenshot`` writes docs/report-screenshot.png).
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import textwrap
 from html.parser import HTMLParser
@@ -20,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from hoplogcheck import wait_for_record
-from procs import SECRETS, curl, mitm407_cli, register_secret, run
+from procs import CHROMIUM, SECRETS, chromium, curl, mitm407_cli, register_secret
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
 ROSA_PW = register_secret("rosa", "report-pass:R-3")  # user of the mitm407 and edge hops
 CORE_PW = register_secret("carl", "core-pass-C-4")  # user of the core hop (never sent: core refuses)
 
@@ -70,14 +68,6 @@ class Dom(HTMLParser):
         keys = {f"data-{k.replace('_', '-')}": v for k, v in match.items()}
         return [e for e in self.elements if e["in-flow"] == flow["data-flow-id"] and e is not flow
                 and all(e.get(k) == v for k, v in keys.items())]
-
-
-def chromium(*args: str, tmp: Path) -> str:
-    result = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  f"--user-data-dir={tmp / 'chromium-profile'}", *args], timeout=90)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

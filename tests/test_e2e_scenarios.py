@@ -13,8 +13,7 @@ import warnings
 
 import pytest
 
-from mitm407.faults.engine import Pacer
-from mitm407.faults.settings import Trigger
+from mitm407.faults.base import Pacer, Trigger
 from procs import curl
 
 pytestmark = pytest.mark.e2e

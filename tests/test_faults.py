@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from mitm407.core.answers import Answer
 from mitm407.core.facts import RequestFacts
 from mitm407.core.problems import ScenarioError
 from mitm407.core.results import Result
-from mitm407.faults.engine import FAULT_TYPES, FaultEngine, Fired, Pacer
-from mitm407.faults.settings import FAULT_PARSERS, Trigger
+from mitm407.faults.answers import rewrite_realms
+from mitm407.faults.base import Pacer, Trigger
+from mitm407.faults.engine import FaultEngine, Fired
 from mitm407.gate.authorizer import Action, Authorizer
 from mitm407.scenario.load import load_scenario
 from procs import basic
@@ -59,11 +61,6 @@ class Proxy:
             self.authorizer.users.replace_users(users)
         headers = [basic(user, password)] if user else []
         return self.engine.decide(facts, self.authorizer.evaluate(facts, headers, "Proxy-Authorization"))
-
-
-def test_every_fault_has_a_parser_and_a_runtime():
-    assert set(FAULT_PARSERS) == set(FAULT_TYPES)
-    assert len(FAULT_TYPES) == 14
 
 
 def test_settings_errors_are_located(tmp_path):
@@ -202,6 +199,22 @@ def test_block_page_on_connect_is_403(tmp_path):
     assert out.status == 403 and "Requested: example.com:443" in out.body
 
 
+def test_block_page_escapes_the_request_target(tmp_path):
+    """The page is text/html: a URL the client chose must not become markup (issue 14)."""
+    proxy = Proxy(write(tmp_path, '- block_page: {title: "<b>Sign in</b>", location: "http://x/?a=1&b=\'\\"\'"}'))
+    hostile = RequestFacts("GET", "http://example.com/<script>alert(1)</script>?q=\"x\"&y", "example.com", 80,
+                           "/<script>alert(1)</script>?q=\"x\"&y", "127.0.0.1", "c3")
+    for facts, target in (
+        (hostile, "example.com:80/&lt;script&gt;alert(1)&lt;/script&gt;?q=&quot;x&quot;&amp;y"),
+        (replace(CONNECT, target="<img src=x onerror=alert(1)>:443"), "&lt;img src=x onerror=alert(1)&gt;:443"),
+    ):
+        out, _ = proxy.engine.rewrite(Answer(407, (), ""), proxy.ask(facts=facts), facts)
+        assert f"<p>Requested: {target}</p>" in out.body
+        assert "<script>" not in out.body and "<img" not in out.body and "<b>" not in out.body
+        assert "<title>&lt;b&gt;Sign in&lt;/b&gt;</title>" in out.body
+        assert 'href="http://x/?a=1&amp;b=&#x27;&quot;&#x27;"' in out.body
+
+
 def test_pacer_every_and_seed_are_repeatable():
     pacer = Pacer(Trigger(every=3))
     assert [pacer.fires() for _ in range(6)] == [False, False, True, False, False, True]
@@ -260,3 +273,17 @@ def test_drop_points(tmp_path, at, refused, accepted, connect):
     assert effects(proxy.ask(), proxy.engine) == refused
     assert effects(proxy.ask("alice"), proxy.engine) == accepted
     assert effects(proxy.ask("alice", facts=CONNECT), proxy.engine) == connect
+
+
+@pytest.mark.parametrize(
+    ("unquoted", "expected"),
+    [
+        (True, 'Digest realm=a\\"b, nonce="n", algorithm=MD5, Basic realm=a\\"b'),
+        (False, 'Digest realm="a\\"b, nonce="n", algorithm=MD5, Basic realm="a\\"b'),
+    ],
+)
+def test_realms_are_found_by_the_auth_param_parser(unquoted, expected):
+    """Every realm of every challenge, escapes kept as written; other params untouched; junk left as it is."""
+    value = 'Digest realm="a\\"b", nonce="n", algorithm=MD5, Basic REALM="a\\"b"'
+    assert rewrite_realms(value, unquoted) == expected
+    assert rewrite_realms('Basic realm="unterminated', unquoted) == 'Basic realm="unterminated'

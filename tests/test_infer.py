@@ -10,8 +10,9 @@ import yaml
 
 from mitm407.capture.files import CaptureFileError, observations_from_har
 from mitm407.capture.infer import CaptureError, body_template, generated_value, infer_scenario, map_challenges
-from mitm407.capture.observe import REDACTED, Challenge, make_observation, parse_challenge, scrub
+from mitm407.capture.observe import REDACTED, make_observation, read_challenge, scrub
 from mitm407.scenario.load import parse_scenario
+from mitm407.wire.authparams import Challenge
 
 # RFC 7616 §3.9.1
 RFC_DIGEST = (
@@ -44,22 +45,25 @@ def infer(observations, **kw):
     return infer_scenario(observations, source="http://proxy:3128", captured_at="2026-01-02 03:04 UTC", **kw)
 
 
-def test_parse_challenge_rfc7616_example():
-    c = parse_challenge(RFC_DIGEST)
-    assert c.scheme == "Digest"
-    assert [k for k, _ in c.params] == ["realm", "qop", "algorithm", "nonce", "opaque"]
+def test_read_challenge_rfc7616_example():
+    c = read_challenge(RFC_DIGEST)
+    assert c is not None and c.scheme == "Digest"
+    assert list(c.params) == ["realm", "qop", "algorithm", "nonce", "opaque"]
     assert c.param("qop") == "auth, auth-int" and c.param("algorithm") == "SHA-256"
-    assert parse_challenge('Basic realm="a \\"q\\" b"') == Challenge("Basic", (("realm", 'a "q" b'),))
-    assert parse_challenge("NTLM TlRMTVNTUAACAAAA==") == Challenge("NTLM", token="TlRMTVNTUAACAAAA==")
-    assert parse_challenge("Negotiate") == Challenge("Negotiate")
+    assert read_challenge('Basic realm="a \\"q\\" b"') == Challenge("Basic", None, {"realm": 'a "q" b'})
+    assert read_challenge("NTLM TlRMTVNTUAACAAAA==") == Challenge("NTLM", "TlRMTVNTUAACAAAA==", {})
+    assert read_challenge("Negotiate") == Challenge("Negotiate", None, {})
+    # not exactly one well-formed challenge: None, and capture keeps the value verbatim
+    assert read_challenge('Basic realm="a\r\n b"') is None
+    assert read_challenge('Basic realm="a", Digest realm="b"') is None
 
 
 def test_generated_values_never_keep_a_nonce():
-    assert generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST)) == RFC_DIGEST.replace(
+    assert generated_value(RFC_DIGEST, read_challenge(RFC_DIGEST)) == RFC_DIGEST.replace(
         "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "{nonce}"
     )
     ntlm = "NTLM TlRMTVNTUAACAAAA=="
-    assert generated_value(ntlm, parse_challenge(ntlm)) == "NTLM {nonce}"
+    assert generated_value(ntlm, read_challenge(ntlm)) == "NTLM {nonce}"
 
 
 def test_digest_challenges_stay_verbatim_and_the_digest_section_verifies():
@@ -79,7 +83,7 @@ def test_digest_challenges_stay_verbatim_and_the_digest_section_verifies():
         "opaque": "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
     }
     verbatim = map_challenges([RFC_DIGEST], ("basic",))
-    assert verbatim.items == [{"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))}]
+    assert verbatim.items == [{"value": generated_value(RFC_DIGEST, read_challenge(RFC_DIGEST))}]
     assert verbatim.realms == []  # a verbatim challenge keeps its realm; the scenario's is from Basic
 
 
@@ -175,11 +179,14 @@ def test_lockout_and_bypass_are_noted():
 
 def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
     """Without a ``lockout`` fault, or one that rejects the settings, the capture still passes ``check``."""
-    from mitm407.faults import settings as faults
+    from dataclasses import replace
+
+    from mitm407.faults.registry import FAULTS
 
     wrong = f"Basic {TOKEN}"
     observations = [observe(), observe(credentials=wrong), observe(credentials=wrong, status=403, headers=[])]
-    monkeypatch.delitem(faults.FAULT_PARSERS, "lockout")
+    lockout = FAULTS["lockout"]
+    monkeypatch.delitem(FAULTS, "lockout")
     text = infer(observations)
     assert "faults" not in yaml.safe_load(text)
     assert "# Note: after 1 refused attempts with credentials the answer changed from 407 to 403" in text
@@ -187,7 +194,7 @@ def test_lockout_without_a_usable_fault_is_a_note(monkeypatch):
     def rejecting(reader, node):
         reader.error(node, "lockout wants other settings")
 
-    monkeypatch.setitem(faults.FAULT_PARSERS, "lockout", rejecting)
+    monkeypatch.setitem(FAULTS, "lockout", replace(lockout, parse=rejecting))
     text = infer(observations)
     assert "faults" not in yaml.safe_load(text)
     assert "# Note: this mitm407 could not express everything captured (lockout wants other settings)" in text
@@ -201,7 +208,7 @@ def test_unavailable_scheme_options_fall_back_to_verbatim():
     response = yaml.safe_load(text)["response"]
     assert response["challenges"] == [
         {"value": "X-Corp"},
-        {"value": generated_value(RFC_DIGEST, parse_challenge(RFC_DIGEST))},
+        {"value": generated_value(RFC_DIGEST, read_challenge(RFC_DIGEST))},
     ]
     assert "7ypf/xlj9XXwfDPEoM4URrv" not in text
 

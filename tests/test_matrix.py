@@ -140,6 +140,7 @@ def test_judge():
     assert timeout == ("fail", "fails (timeout): timed out")
 
 
+@pytest.mark.e2e  # starts a process
 def test_unknown_client_is_a_clear_error(tmp_path: Path):
     done = mitm407_cli("matrix", "--clients", "curl,netscape", "-o", str(tmp_path / "x.md"))
     assert done.returncode == 2
@@ -147,6 +148,7 @@ def test_unknown_client_is_a_clear_error(tmp_path: Path):
     assert not (tmp_path / "x.md").exists()
 
 
+@pytest.mark.e2e  # starts a process
 def test_invalid_scenario_is_na_with_its_first_problem(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("version: 2\nusers: {a: b}\n", encoding="utf-8")
     here = Client("here", "here-client", lambda: "1.0", lambda attempt: pytest.fail("must not run"))

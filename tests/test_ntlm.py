@@ -11,8 +11,6 @@ import pytest
 import spnego
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spnego._ntlm_raw.messages import Challenge, NegotiateFlags
-from spnego._spnego import NegTokenInit, NegTokenResp, unpack_token
 
 from mitm407.core.credentials import Secret, User
 from mitm407.core.facts import RequestFacts
@@ -24,6 +22,7 @@ from mitm407.schemes.handshakes import HandshakeTable
 from mitm407.schemes.negotiate import NTLM_OID, NegotiateScheme
 from mitm407.schemes.ntlm import NtlmScheme
 from mitm407.schemes.ntlm_acceptor import NtlmOptions
+from mitm407.schemes.spnego_compat import Challenge, NegotiateFlags, NegTokenInit, NegTokenResp, unpack_token
 
 KERBEROS_OID = "1.2.840.113554.1.2.2"
 USERS = {

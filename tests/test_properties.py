@@ -27,7 +27,7 @@ from mitm407.core.facts import RequestFacts
 from mitm407.core.problems import Problems, ScenarioError
 from mitm407.core.results import Result
 from mitm407.core.rules import Match, client_in, compile_hosts
-from mitm407.faults.settings import FAULT_PARSERS
+from mitm407.faults.registry import FAULTS
 from mitm407.gate.authorizer import Action, Authorizer
 from mitm407.hoplog import attribution as hops
 from mitm407.scenario.load import Scenario, parse_scenario
@@ -247,7 +247,7 @@ def test_match_is_the_conjunction_of_its_conditions(prefixes, methods, path, met
 
 KEYS = ["version", "name", "description", "realm", "login_hint", "users", "htpasswd", "schemes", "basic",
         "rules", "default", "cache", "match", "auth", "host", "port", "path", "path_regex", "method", "connect",
-        "client", "password", "domain", "ttl", "max_entries", "charset", "faults", *sorted(FAULT_PARSERS)]
+        "client", "password", "domain", "ttl", "max_entries", "charset", "faults", *sorted(FAULTS)]
 TAGS = ["!!int", "!!float", "!!bool", "!!binary", "!!timestamp", "!!null", "!!str", "!!set", "!!omap",
         "!!python/object:os.system", "!custom", "!!merge"]
 scalars = st.one_of(
@@ -285,7 +285,7 @@ fault_settings = st.one_of(
     st.dictionaries(st.sampled_from(FAULT_KEYS), st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=4),
     scalars,
 )
-fault_lists = st.lists(st.builds(lambda name, value: {name: value}, st.sampled_from(sorted(FAULT_PARSERS) or ["x"]),
+fault_lists = st.lists(st.builds(lambda name, value: {name: value}, st.sampled_from(sorted(FAULTS) or ["x"]),
                                  fault_settings), max_size=4)
 
 

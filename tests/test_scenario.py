@@ -27,6 +27,7 @@ def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
     return [str(p) for p in e.value.problems]
 
 
+@pytest.mark.e2e  # starts a process
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_shipped_scenario_passes_check(path):
     result = mitm407_cli("check", str(path))
@@ -164,6 +165,7 @@ def test_user_name_with_colon_rejected(tmp_path):
     assert problems(path) == [f"{path}:2:3: user name 'a:b' contains ':' (RFC 7617 forbids ':' in Basic user names)"]
 
 
+@pytest.mark.e2e  # starts a process
 def test_check_command_output_and_exit_code(tmp_path):
     bad = write(tmp_path, "users: {a: b}\nschemes: [basic, basci]\n", "bad.yaml")
     good = write(tmp_path, "users: {a: b}\n", "good.yaml")

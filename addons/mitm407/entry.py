@@ -1,4 +1,9 @@
-"""The addon lists the entry scripts install, kept in one place."""
+"""The addon lists the entry scripts install, kept in one place.
+
+Imports happen inside the functions so that a missing dependency becomes one
+clear line and a refusing placeholder (``proxy/unavailable.py``), never a
+traceback followed by an open proxy.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ def hoplog_addons() -> list[Any]:
     """The hop log, unless another entry script already installed it.
 
     ``-s addons/proxyauth.py -s addons/hoplog.py`` (either order) must give one
-    hop log, not a clash of two addons called "hoplog" or doubled lines.
+    hop log, not a clash of two addons called "hoplog" or doubled lines. The hop
+    log needs only mitmproxy: it works in any mitmproxy environment.
     """
     from mitmproxy import ctx
 
@@ -22,8 +28,14 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: challenge, validate, relay CONNECT refusals, the hop log."""
-    from mitm407.proxy.addon import Addon
-    from mitm407.proxy.connectrelay import ConnectRelay
+    """What ``addons/proxyauth.py`` loads: bounds on request heads, challenge and validate, relay CONNECT
+    refusals, the hop log."""
+    try:
+        from mitm407.proxy.addon import Addon
+        from mitm407.proxy.connectrelay import ConnectRelay
+        from mitm407.proxy.limits import Limits
+    except ImportError as e:
+        from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
-    return [Addon(), ConnectRelay(), *hoplog_addons()]
+        return [Unavailable(missing_dependency_message(e))]
+    return [Limits(), Addon(), ConnectRelay(), *hoplog_addons()]

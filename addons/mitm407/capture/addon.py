@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, ctx, http
-from mitmproxy.net.http import http1
 from mitmproxy.proxy import mode_specs
 
 from mitm407.capture.infer import CaptureError, infer_scenario
 from mitm407.capture.observe import Observation, make_observation
 from mitm407.capture.probe import ProbeError, connect_request, exchange
+from mitm407.proxy.mitmproxy_compat import connection_close
+from mitm407.wire.terminal import escape_controls
 
 logger = logging.getLogger("mitm407.capture")
 
@@ -46,7 +47,7 @@ def observation_from_flow(flow: http.HTTPFlow, keep_usernames: bool, closed: boo
         return None
     refused = response.status_code in (401, 403, 407)
     if closed is None:
-        closed = http1.connection_close(response.http_version, response.headers)
+        closed = connection_close(response.http_version, response.headers)
     return make_observation(
         method=request.method,
         url=request.url if request.method != "CONNECT" else request.authority,
@@ -108,7 +109,7 @@ class Capture:
         try:
             answer, _, writer = await exchange(*mode.address, request, tls=tls)
         except ProbeError as e:
-            logger.warning("mitm407 capture: CONNECT probe to %s failed: %s", mode.data, e)
+            logger.warning("mitm407 capture: CONNECT probe to %s failed: %s", mode.data, escape_controls(str(e), 300))
             return
         writer.close()
         refused = not 200 <= answer.status < 300
@@ -154,10 +155,10 @@ class Capture:
         self.answered += 1
         logger.info(
             "mitm407 capture: %s %s -> %d%s",
-            observation.method,
-            observation.url,
+            escape_controls(observation.method, 20),
+            escape_controls(observation.url, 200),  # network text: no terminal escapes
             observation.status,
-            f" (credentials: {observation.credentials})" if observation.credentials else "",
+            f" (credentials: {escape_controls(observation.credentials, 20)})" if observation.credentials else "",
         )
         if observation.refused or observation.credentials:
             self.write()

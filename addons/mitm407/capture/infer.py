@@ -31,13 +31,15 @@ from typing import Any
 
 import yaml
 
-from mitm407.capture.observe import Challenge, Observation, parse_challenge
+from mitm407.capture.observe import Observation, read_challenge
 from mitm407.core.problems import ScenarioError
 from mitm407.core.shape import CHALLENGES_MARKER
-from mitm407.faults import settings as faults_module
+from mitm407.faults import registry as faults_module
 from mitm407.scenario.load import parse_scenario
 from mitm407.schemes import SCHEME_NAMES
 from mitm407.schemes.basic import build_basic_challenge
+from mitm407.wire.authparams import Challenge, is_token
+from mitm407.wire.terminal import escape_controls
 
 REPLAY_PASSWORD = "mitm407-replay"  # the real passwords are never recorded
 DEFAULT_USER = "user"
@@ -45,6 +47,16 @@ _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 HTTP_DATE_RE = re.compile(rf"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:{_MONTHS}) \d{{4}} \d\d:\d\d:\d\d GMT")
 _NONCE_PARAM_RE = re.compile(r'(?i)\b((?:s|c)?nonce\s*=\s*)("[^"]*"|[^,\s]*)')
 _TOKEN68_SCHEMES = ("ntlm", "negotiate", "kerberos")
+
+
+def one_line(text: str) -> str:
+    """A header value, reason or challenge as a scenario can send it: obs-folds and stray CR/LF to spaces.
+
+    mitmproxy joins a folded header line with ``\\r\\n ``; a scenario refuses line
+    breaks there (they would split the replayed header). Other characters are kept,
+    the YAML emitter escapes them.
+    """
+    return text.replace("\r", " ").replace("\n", " ") if "\r" in text or "\n" in text else text
 
 
 class CaptureError(ValueError):
@@ -65,9 +77,12 @@ def map_challenges(values: Sequence[str], available: Sequence[str]) -> Schemes:
     """Each ``Proxy-Authenticate`` value to a mitm407 scheme, or verbatim with nonces generated."""
     out = Schemes()
     for value in values:
-        challenge = parse_challenge(value)
+        challenge = read_challenge(value)
+        if challenge is None:  # not one well-formed challenge: replayed as received
+            out.items.append({"value": one_line(generated_value(value, None))})
+            continue
         name = challenge.scheme.lower()
-        if name in available and not challenge.token:
+        if name in available and not challenge.token68:
             realm = challenge.param("realm")  # the scenario's realm is the first scheme's
             if realm is not None and realm not in out.realms:
                 out.realms.append(realm)
@@ -107,9 +122,9 @@ def _map_scheme(name: str, challenge: Challenge, value: str, out: Schemes) -> bo
     return not challenge.params  # NTLM, Negotiate: a bare scheme token
 
 
-def generated_value(value: str, challenge: Challenge) -> str:
+def generated_value(value: str, challenge: Challenge | None) -> str:
     """A challenge kept verbatim, except what a proxy generates afresh (nonces, handshake tokens)."""
-    if challenge.token and challenge.scheme.lower() in _TOKEN68_SCHEMES:
+    if challenge is not None and challenge.token68 and challenge.scheme.lower() in _TOKEN68_SCHEMES:
         return f"{challenge.scheme} {{nonce}}"
     return _NONCE_PARAM_RE.sub(lambda m: m.group(1) + ('"{nonce}"' if m.group(2).startswith('"') else "{nonce}"), value)
 
@@ -118,8 +133,10 @@ def header_template(headers: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """The answer's headers in order: challenges at their marker, Date/Content-Length as placeholders."""
     out: list[dict[str, str]] = []
     placed = False
-    for name, value in headers:
-        lower = name.lower()
+    for name, raw in headers:
+        if not is_token(name):  # a header a scenario cannot hold (nor HTTP send): not replayed
+            continue
+        lower, value = name.lower(), one_line(raw)
         if lower == "proxy-authenticate":
             if not placed:
                 out.append({name: CHALLENGES_MARKER})
@@ -147,7 +164,7 @@ def shape_of(obs: Observation, available: Sequence[str]) -> tuple[dict[str, Any]
     schemes = map_challenges(obs.challenges(), available)
     shape = {
         "status": obs.status,
-        "reason": obs.reason,
+        "reason": one_line(obs.reason),
         "challenges": schemes.items,
         "headers": header_template(obs.headers),
         "body": body_template(obs),
@@ -173,7 +190,9 @@ def _first(observations: Sequence[Observation], kind: str, with_credentials: boo
 
 def _handshake(obs: Observation) -> bool:
     """A connection-bound handshake leg (NTLM type 2): neither a first challenge nor a wrong password."""
-    return obs.credentials in _TOKEN68_SCHEMES and any(parse_challenge(c).token for c in obs.challenges())
+    return obs.credentials in _TOKEN68_SCHEMES and any(
+        (c := read_challenge(value)) is not None and c.token68 for value in obs.challenges()
+    )
 
 
 def infer_scenario(
@@ -190,9 +209,9 @@ def infer_scenario(
     verbatim, no faults) with a note, so the file always passes ``check``.
     """
     try:
-        return _infer(observations, source, captured_at, available, [], faults_module.FAULT_PARSERS)
+        return _infer(observations, source, captured_at, available, [], faults_module.FAULTS)
     except ScenarioError as e:
-        if tuple(available) == ("basic",) and not faults_module.FAULT_PARSERS:
+        if tuple(available) == ("basic",) and not faults_module.FAULTS:
             raise CaptureError(f"the inferred scenario is invalid (a mitm407 bug):\n{e}") from None
         note = (
             f"this mitm407 could not express everything captured ({e.problems[0].message}): "
@@ -249,8 +268,8 @@ def _infer(
                     f"after {changed} refused attempts with credentials the answer changed from {bad[0].status} "
                     f"to {locked.status} (a lockout?); this replay answers every wrong attempt like the first"
                 )
-    if len(found.realms) > 1:
-        notes.append(f"several realms were offered ({', '.join(found.realms)}); the replay uses the first")
+    if len(found.realms) > 1:  # the realms themselves are network text: they stay in the YAML data
+        notes.append(f"{len(found.realms)} realms were offered (see 'challenges'); the replay uses the first")
     rules = _bypass_rules(observations)
     # names kept with --keep-usernames that passed; ':' cannot be a Basic user name (RFC 7617)
     kept = {o.user for o in observations if o.user and ":" not in o.user and o.credentials and not o.refused}
@@ -313,7 +332,9 @@ def _header(source: str, captured_at: str, observations: Sequence[Observation], 
         "  curl -x http://127.0.0.1:8080 http://example.com/                      -> the captured 407",
         *(f"Note: {n}." for n in notes),
     ]
-    return "".join(f"# {line}\n" for line in lines)
+    # Comments are never parsed back, so a line break in them would start YAML: every line is escaped
+    # (source and notes may hold network text; the notes avoid it, this is the second lock).
+    return "".join(f"# {escape_controls(line)}\n" for line in lines)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -321,6 +342,9 @@ class _Dumper(yaml.SafeDumper):
 
     PyYAML falls back to a double-quoted one-liner for those; YAML allows them in
     literal blocks. ``dump_yaml`` checks the round trip, so a wrong block is never written.
+    Text from the network with any other non-printable character (U+2028, U+0085,
+    ``\r``, escape sequences) is double-quoted, where YAML escapes it: single-quoted
+    and plain scalars would carry YAML line breaks raw.
     """
 
     def analyze_scalar(self, scalar: str) -> Any:
@@ -331,16 +355,28 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    if not all(ch.isprintable() or ch in "\t\n" for ch in value):
+        style: str | None = '"'
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+class _QuotedDumper(yaml.SafeDumper):
+    """The fallback: every string double-quoted, the one style that escapes everything."""
+
+
 _Dumper.add_representer(str, _str)
+_QuotedDumper.add_representer(
+    str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+)
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:
+    """The document as YAML that reads back equal to ``doc`` (checked), or CaptureError."""
     options: dict[str, Any] = {"sort_keys": False, "allow_unicode": True, "width": 1 << 16, "default_flow_style": False}
-    text = yaml.dump(doc, Dumper=_Dumper, **options)
-    if yaml.safe_load(text) != doc:  # a block the reader would read differently: plain PyYAML
-        text = yaml.safe_dump(doc, **options)
-    return text
+    for dumper in (_Dumper, _QuotedDumper):  # a block the reader would read differently: all quoted
+        text = yaml.dump(doc, Dumper=dumper, **options)
+        if yaml.safe_load(text) == doc:
+            return text
+    raise CaptureError("the captured text cannot be written as YAML that reads back the same (a mitm407 bug)")

@@ -17,6 +17,8 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mitm407.wire.authparams import AuthParamError, Challenge, parse_challenge
+
 REDACTED = "[redacted]"
 CREDENTIAL_HEADERS = ("proxy-authorization", "authorization")
 # Never recorded from answers: they carry per-client secrets or state.
@@ -31,9 +33,6 @@ DROPPED_RESPONSE_HEADERS = frozenset(
         "content-encoding",  # bodies are recorded decoded
     }
 )
-_AUTH_PARAM_RE = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
-
-_TOKEN68_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -62,38 +61,16 @@ class Observation:
         return [v for k, v in self.headers if k.lower() == "proxy-authenticate"]
 
 
-@dataclass(frozen=True)
-class Challenge:
-    """A parsed ``Proxy-Authenticate`` value: scheme, ordered params, or a token68."""
+def read_challenge(value: str) -> Challenge | None:
+    """One ``Proxy-Authenticate`` value as a challenge (the one parser, ``wire.authparams``).
 
-    scheme: str  # as written: "Basic", "NTLM"
-    params: tuple[tuple[str, str], ...] = ()
-    token: str = ""  # token68 (NTLM type 2, Negotiate): generated per handshake, never recorded
-
-    def param(self, name: str) -> str | None:
-        return next((v for k, v in self.params if k.lower() == name), None)
-
-
-def parse_challenge(value: str) -> Challenge:
-    """``Digest realm="x", qop="auth"`` -> Challenge (RFC 9110 §11.2; one challenge per header)."""
-    scheme, _, rest = value.strip().partition(" ")
-    rest = rest.strip()
-    if not rest:
-        return Challenge(scheme)
-    if _TOKEN68_RE.match(rest):
-        return Challenge(scheme, token=rest)
-    params = []
-    position = 0
-    while position < len(rest):
-        m = _AUTH_PARAM_RE.match(rest, position)
-        if m is None or m.end() == position:
-            return Challenge(scheme, token=rest)  # token68 or something we do not parse
-        raw = m.group(2)
-        if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        params.append((m.group(1), raw))
-        position = m.end()
-    return Challenge(scheme, tuple(params))
+    None when the value is not exactly one well-formed challenge: capture then
+    keeps it verbatim instead of guessing what a hostile or odd proxy meant.
+    """
+    try:
+        return parse_challenge(value)
+    except AuthParamError:
+        return None
 
 
 # -- secrets ---------------------------------------------------------------------
@@ -115,10 +92,10 @@ def credential_secrets(value: str, keep_usernames: bool) -> tuple[str | None, st
             found.append(password)
             user = name
     elif token:
-        challenge = parse_challenge(value)
-        name = challenge.param("username")
-        user = name
-        found += [v for k, v in challenge.params if k.lower() in ("response", "cnonce", "nonce")]
+        challenge = read_challenge(value)  # credentials have a challenge's grammar
+        if challenge is not None:
+            user = challenge.param("username")
+            found += [v for k, v in challenge.params.items() if k in ("response", "cnonce", "nonce")]
     if user and not keep_usernames:
         found.append(user)
     return (scheme.lower() or None), (user if keep_usernames else None), found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,8 +22,11 @@ COMMANDS = (
     "demo",
     "report",
     "chain",
-    "run",
+    "run",  # also registers `web` (the same with mitmweb)
     "capture",
+    "kdc",
+    "ctl",
+    "container",
 )
 
 
@@ -39,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands whose arguments go on to another program: argparse would take their
 # leading options (``run -p 3128``) for its own, so a ``--`` is put in front.
-PASSTHROUGH = ("run",)
+PASSTHROUGH = ("run", "web")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +56,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away (``mitm407 scenarios | head -3``): exit quietly, as ``cat`` does.
+
+    Python would print a BrokenPipeError traceback when it flushes stdout at
+    exit; pointing stdout at /dev/null first leaves nothing to flush.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe

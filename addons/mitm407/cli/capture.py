@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mitm407.capture.files import CaptureFileError, observations_from_file
 from mitm407.capture.infer import CaptureError, infer_scenario
-from mitm407.cli.mitmdump import mitmdump_command, packaged_script
+from mitm407.teach.lab import mitmdump_command, packaged_script
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mitm407.cli.ports import port_number, port_problem
+from mitm407.teach.lab import entry_script, find_mitmdump, free_port
 
 GRACE_SECONDS = 8.0
 START_TIMEOUT = 60.0
@@ -62,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a hop, nearest the client first; without SCENARIO the hop only logs (no authentication)",
     )
     p.add_argument("--port", type=int, default=8080, help="the first hop's port (default 8080); 0 picks a free one")
+    p.add_argument(
+        "--hop-port", dest="hop_ports", action="append", default=[], metavar="NAME=PORT",
+        help="a fixed 127.0.0.1 port for hop NAME (default: a free one; for the first hop it replaces --port)",
+    )
     p.add_argument("--listen-host", default="127.0.0.1", help="address the first hop listens on (default 127.0.0.1)")
     p.add_argument("--upstream", metavar="URL", help="a proxy after the last hop (e.g. a real corporate proxy)")
     p.add_argument(
@@ -74,33 +79,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def find_mitmdump(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "mitmdump"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mitmdump")
+def find_mitmdump_or_exit(explicit: str | None) -> str:
+    found = explicit or find_mitmdump()
     if not found:
         raise SystemExit("mitm407 chain: mitmdump not found; pass --mitmdump PATH")
     return found
 
 
-def entry_script(name: str, workdir: Path) -> str:
-    """The checkout's addons/NAME.py, or a two-line copy when mitm407 is pip-installed."""
-    checkout = Path(__file__).resolve().parents[2] / f"{name}.py"
-    if checkout.exists():
-        return str(checkout)
-    script = workdir / f"mitm407_{name}.py"
-    function = "all_addons" if name == "proxyauth" else "hoplog_addons"
-    script.write_text(f"from mitm407.entry import {function}\naddons = {function}()\n", encoding="utf-8")
-    return str(script)
+def parse_hop_ports(values: list[str], specs: list[HopSpec], first_port: int) -> dict[str, int]:
+    """``--hop-port NAME=PORT`` for every hop that has one; the first hop gets ``--port`` unless named.
+
+    Checked before any hop starts: known hop names, valid and distinct ports, none in use.
+    """
+    names = [spec.name for spec in specs]
+    ports: dict[str, int] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        try:
+            port = port_number(text) if sep else 0
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"mitm407 chain: bad --hop-port {value!r}: {e}") from None
+        if not port:
+            raise SystemExit(f"mitm407 chain: bad --hop-port {value!r}: expected NAME=PORT")
+        if name not in names:
+            raise SystemExit(f"mitm407 chain: --hop-port for unknown hop {name!r} (hops: {', '.join(names)})")
+        if name in ports:
+            raise SystemExit(f"mitm407 chain: two --hop-port for hop {name!r}")
+        ports[name] = port
+    if first_port and names[0] not in ports:
+        ports[names[0]] = first_port
+    taken: dict[int, str] = {}
+    for name in (n for n in names if n in ports):  # in chain order: the error names the nearer hop first
+        port = ports[name]
+        if port in taken:
+            raise SystemExit(f"mitm407 chain: hops {taken[port]!r} and {name!r} both want port {port}")
+        taken[port] = name
+        problem = port_problem(port)
+        if problem:
+            raise SystemExit(f"mitm407 chain: hop {name!r}: {problem}")
+    return ports
 
 
 def parse_upstream_auth(values: list[str]) -> dict[str, str]:
@@ -114,10 +131,10 @@ def parse_upstream_auth(values: list[str]) -> dict[str, str]:
 
 
 def hop_command(
-    mitmdump: str, spec: HopSpec, host: str, port: int, upstream: str | None, workdir: Path, hoplog: Path,
+    mitmdump: str, spec: HopSpec, host: str, port: int, upstream: str | None, hoplog: Path,
     upstream_auth: str | None, extra: list[str], chain_end: bool = False,
 ) -> list[str]:
-    script = entry_script("proxyauth" if spec.scenario else "hoplog", workdir)
+    script = entry_script("proxyauth" if spec.scenario else "hoplog")
     args = [mitmdump, "--listen-host", host, "-p", str(port), "-s", script, "--set", f"hop_name={spec.name}"]
     args += ["--set", f"hoplog={hoplog}"]
     if spec.scenario:
@@ -173,11 +190,12 @@ def stop_hops(hops: list[Hop]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    mitmdump = find_mitmdump(args.mitmdump)
+    mitmdump = find_mitmdump_or_exit(args.mitmdump)
     auth = parse_upstream_auth(args.upstream_auth)
     unknown = sorted(set(auth) - {spec.name for spec in args.hops})
     if unknown:
         raise SystemExit(f"mitm407 chain: --upstream-auth for unknown hop {unknown[0]!r}")
+    fixed_ports = parse_hop_ports(args.hop_ports, args.hops, args.port)
     extra = [a for a in args.extra if a != "--"]
     workdir = Path(tempfile.mkdtemp(prefix="mitm407-chain-"))
     logdir = Path(args.hoplog_dir) if args.hoplog_dir else workdir
@@ -194,10 +212,10 @@ def run(args: argparse.Namespace) -> int:
                 raise KeyboardInterrupt
             spec = args.hops[index]
             first = index == 0
-            port = (args.port or free_port()) if first else free_port()
+            port = fixed_ports.get(spec.name) or free_port()
             host = args.listen_host if first else "127.0.0.1"
             command = hop_command(
-                mitmdump, spec, host, port, upstream, workdir, logdir / f"{spec.name}.jsonl", auth.get(spec.name),
+                mitmdump, spec, host, port, upstream, logdir / f"{spec.name}.jsonl", auth.get(spec.name),
                 extra, chain_end=index == len(args.hops) - 1,
             )
             proc = subprocess.Popen(

@@ -8,6 +8,7 @@ only reads it; nothing here duplicates the text.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,27 @@ def header_comment(text: str) -> str:
     return "\n".join(lines)
 
 
+# ``mitmdump -s addons/proxyauth.py --set scenario=NAME [more]`` in a header comment: a checkout's command line.
+CHECKOUT_COMMAND = re.compile(
+    r"mitmdump -s addons/proxyauth\.py --set scenario=(?:scenarios/)?([\w.-]+?)(?:\.yaml)?(?=\s|$)"
+)
+
+
+def for_installed_package(text: str) -> str:
+    """Header text with checkout command lines turned into ``mitm407 run NAME``.
+
+    An installed package has no ``addons/proxyauth.py`` beside the user; ``mitm407
+    run`` starts the same mitmdump with the packaged script (other arguments kept).
+    """
+    text = CHECKOUT_COMMAND.sub(lambda m: f"mitm407 run {m.group(1)}", text)
+    return text.replace("mitmdump -s addons/proxyauth.py", "mitm407 run")
+
+
+def in_checkout(path: Path) -> bool:
+    """Is this scenario file part of a checkout (``addons/`` beside ``scenarios/``)?"""
+    return (path.parent.parent / "addons" / "proxyauth.py").is_file()
+
+
 def description(path: Path) -> str:
     """The scenario's ``description:``, read without validating the whole file."""
     try:
@@ -57,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if path is None:
         print(f"mitm407: no shipped scenario '{args.name}' ({did_you_mean(args.name, scenarios)})", file=sys.stderr)
         return 1
-    print(header_comment(path.read_text(encoding="utf-8")))
+    header = header_comment(path.read_text(encoding="utf-8"))
+    print(header if in_checkout(path) else for_installed_package(header))
     print(f"\nFile: {path}")
     return 0

@@ -2,6 +2,13 @@
 
 The hot path calls ``Rules.find`` for every request, so matching is a few
 precompiled regex/set/network checks; nothing is parsed per request.
+
+Rules run on the client's path *before* authentication, so ``path_regex`` is
+compiled by RE2 (google-re2), whose matching time is linear in the path: a
+pattern such as ``^/(a+)+$`` cannot freeze the proxy with a crafted path.
+Patterns RE2 cannot run (backreferences, lookaround, atomic groups) are refused
+at load with ``file:line:col``. Host globs keep Python's ``re``: they are built
+by ``fnmatch.translate``, which emits no backtracking traps.
 """
 
 from __future__ import annotations
@@ -28,6 +35,57 @@ OUTCOMES = tuple(o.value for o in Outcome)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+RE2_PACKAGE = "google-re2"
+RE2_HINT = (
+    "path_regex runs on client paths before authentication, so mitm407 matches it with RE2 (linear time): "
+    "backreferences, lookaround, atomic groups, possessive quantifiers and \\Z are not available; "
+    "see docs/hostile-input.md"
+)
+
+
+@dataclass(frozen=True)
+class PathRegex:
+    """A ``path_regex`` compiled by RE2: matching time is linear in the path, whatever the pattern."""
+
+    pattern: str
+    compiled: Any  # re2._Regexp over UTF-8 bytes
+
+    def search(self, path: str) -> bool:
+        # bytes: lone surrogates (undecodable bytes of the request line) cannot make the encoder raise
+        return self.compiled.search(path.encode("utf-8", "surrogateescape")) is not None
+
+
+class PathRegexError(ValueError):
+    """The pattern cannot be used; the message says why (and which package, when RE2 is missing)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def compile_path_regex(pattern: str) -> PathRegex:
+    """RE2 for ``pattern``, or PathRegexError naming the Python syntax error or the RE2 limitation."""
+    try:
+        re.compile(pattern)
+    except re.error as e:  # not a regular expression at all: Python's message, which users know
+        raise PathRegexError(f"bad path_regex: {e}") from None
+    try:
+        import re2
+    except ImportError:
+        raise PathRegexError(
+            f"path_regex needs the package '{RE2_PACKAGE}', which is not installed",
+            f"pip install {RE2_PACKAGE} (a mitm407 dependency): it matches in linear time",
+        ) from None
+    options = re2.Options()
+    options.log_errors = False  # else RE2 writes every refused pattern to stderr
+    try:
+        compiled = re2.compile(pattern.encode("utf-8", "surrogateescape"), options)
+    except re2.error as e:
+        reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise PathRegexError(f"path_regex uses what RE2 cannot run: {reason}", RE2_HINT) from None
+    return PathRegex(pattern, compiled)
+
+
 @dataclass(frozen=True)
 class Match:
     """All given conditions must hold; an absent condition matches anything."""
@@ -35,7 +93,7 @@ class Match:
     hosts: re.Pattern[str] | None = None
     ports: frozenset[int] | None = None
     path_prefixes: tuple[str, ...] | None = None
-    path_regex: re.Pattern[str] | None = None
+    path_regex: PathRegex | None = None
     methods: frozenset[str] | None = None
     connect: bool | None = None
     clients: tuple[IPNetwork, ...] | None = None
@@ -121,9 +179,9 @@ def parse_match(reader: Reader, node: Node | None) -> Match:
     regex_text = m.text("path_regex")
     if regex_text is not None:
         try:
-            regex = re.compile(regex_text)
-        except re.error as e:
-            reader.error(m.get("path_regex") or m.node, f"bad path_regex: {e}")
+            regex = compile_path_regex(regex_text)
+        except PathRegexError as e:
+            reader.error(m.get("path_regex") or m.node, str(e), e.hint)
     methods = frozenset(x.upper() for x in m.text_list("method")) or None
     connect_node = m.get("connect")
     connect = reader.boolean(connect_node, "'connect'") if connect_node is not None else None

@@ -15,6 +15,7 @@ base shape for CONNECT requests and for wrong credentials (both may apply).
 from __future__ import annotations
 
 import email.utils
+import html
 import re
 import secrets
 from collections.abc import Callable
@@ -22,11 +23,11 @@ from dataclasses import dataclass, replace
 
 import yaml
 
-from mitm407.capture.observe import parse_challenge
 from mitm407.core.answers import Answer, build_challenge, build_denial
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.yamlnodes import Mapping, Node, Reader
+from mitm407.wire.authparams import AuthParamError, parse_challenges
 
 CHALLENGES_MARKER = "{challenges}"
 # Placeholders filled per answer; anything else in braces (CSS, JavaScript) stays as written.
@@ -228,6 +229,25 @@ def request_values(facts: RequestFacts) -> dict[str, str]:
     return {"url": url, "authority": authority, "host": host, "method": facts.method}
 
 
+def is_markup(headers: tuple[tuple[str, str], ...] | None) -> bool:
+    """Will a browser read the shaped body as HTML? Yes for HTML/XML types, and with no type (sniffed)."""
+    if headers is None:  # mitm407's own headers: text/plain
+        return False
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    return content_type is None or "html" in content_type.lower() or "xml" in content_type.lower()
+
+
+def body_values(values: dict[str, str], headers: tuple[tuple[str, str], ...] | None) -> dict[str, str]:
+    """The placeholder values for a body: HTML-escaped when the body is markup.
+
+    ``{url}``, ``{host}``, ``{reason}`` (a user name) come from the client; a
+    Squid-like error page that reflected them raw would run the client's script.
+    """
+    if not is_markup(headers):
+        return values
+    return {k: html.escape(v, quote=True) for k, v in values.items()}
+
+
 def new_nonce() -> str:
     return secrets.token_hex(16)
 
@@ -264,7 +284,7 @@ def build_shaped_answer(
         "hop": hop_name,
         "status": str(status),
     }
-    body = default.body if shape.body is None else fill(shape.body, values)
+    body = default.body if shape.body is None else fill(shape.body, body_values(values, shape.headers))
     reason = shape.reason or ""
     if shape.headers is None:  # mitm407's own headers (to_response adds Content-Type, Connection)
         return replace(default, status=status, body=body, reason=reason, close=bool(shape.close))
@@ -297,8 +317,11 @@ def _nonce_for(value: str, challenges_of: Callable[[str], list[str]], nonce: Cal
     if "{nonce}" not in value:
         return ""
     token = value.split(" ", 1)[0].lower()
-    for challenge in challenges_of(token) if token in VERIFYING_NONCES else ():
-        issued = parse_challenge(challenge).param("nonce")
+    for value in challenges_of(token) if token in VERIFYING_NONCES else ():
+        try:  # the scheme's own challenge: well-formed, but a parse error must not fail the answer
+            issued = next((c.param("nonce") for c in parse_challenges(value) if c.param("nonce")), None)
+        except AuthParamError:
+            issued = None
         if issued:
             return issued
     return nonce()

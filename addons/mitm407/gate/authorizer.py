@@ -13,22 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import cast
 
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.rules import Outcome, Rule
 from mitm407.core.users import UserDirectory
+from mitm407.core.verdict import Action, Verdict  # re-exported: the gate's callers import them from here
 from mitm407.scenario.load import Scenario
 from mitm407.schemes import spec_for
 from mitm407.schemes.base import Scheme, SchemeContext, SlowSecretScheme, printable, split_authorization
-
-
-class Action(StrEnum):
-    FORWARD = "forward"
-    CHALLENGE = "challenge"  # 407 (401 in reverse mode) with the schemes' challenges
-    DENY = "deny"  # 403 from this proxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +31,6 @@ class SlowCheck:
 
     scheme: SlowSecretScheme
     credentials: str = field(repr=False)  # the token after the scheme name: never logged
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    action: Action
-    auth: AuthResult
-    rule: Rule | None
 
 
 class Authorizer:

@@ -10,9 +10,10 @@ never raised.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from mitm407.schemes.base import printable, split_authorization
 from mitm407.schemes.basic import parse_basic_credentials
@@ -430,3 +431,51 @@ def attribute_hop(facts: HopFacts) -> Attribution:
                 Kind.UPSTREAM_PROXY, facts.upstream, classify_error(facts.body_hint), details=facts.body_hint or None
             )
     return Attribution(Kind.ORIGIN, facts.origin)
+
+
+# -- one upstream, one name (reports) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamIdentity:
+    """This hop's upstream proxy as one logged record shows it: its address, and its name if it gave one."""
+
+    address: str
+    name: str | None
+
+
+def _nearest(entries: object, key: str, hop: str) -> str | None:
+    """The entry nearest this hop (the last one, RFC 9110 §7.6.3, RFC 9209 §2) that is not this hop's own."""
+    if not isinstance(entries, list):
+        return None
+    for entry in reversed(entries):
+        name = entry.get(key) if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name and name != hop:
+            return name
+    return None
+
+
+def upstream_identity(record: Mapping[str, Any]) -> UpstreamIdentity | None:
+    """The upstream proxy of a hop-log record (``upstream_proxy``), named as ``_upstream_name`` names it.
+
+    The hop log names an upstream by its ``Proxy-Status``/``Via`` when it sent
+    one and by its address when not (a refused CONNECT, an error page): reports
+    group by the address and show the name learnt from any record.
+    """
+    address = record.get("upstream_proxy")
+    if not isinstance(address, str) or not address:
+        return None
+    hop = record.get("hop") if isinstance(record.get("hop"), str) else ""
+    name = _nearest(record.get("proxy_status"), "hop", hop) or _nearest(record.get("via"), "received_by", hop)
+    return UpstreamIdentity(address, name if name != address else None)
+
+
+def answering_upstream(record: Mapping[str, Any]) -> UpstreamIdentity | None:
+    """The identity when the record says this hop's own upstream answered (by address or by its name)."""
+    answered = record.get("answered_by")
+    if not isinstance(answered, Mapping) or answered.get("kind") != Kind.UPSTREAM_PROXY.value:
+        return None
+    identity = upstream_identity(record)
+    if identity is None or answered.get("hop") not in (identity.address, identity.name):
+        return None  # a proxy farther away (its Proxy-Status error): keyed by its own name
+    return identity

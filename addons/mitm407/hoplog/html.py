@@ -20,7 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mitm407.hoplog.summary import HopSummary, parse_lines, sections
+from mitm407.hoplog.attribution import upstream_identity
+from mitm407.hoplog.summary import HopSummary, display_name, parse_lines, sections
+
+Names = Mapping[str, str]  # upstream address -> the name it gave, learnt from the whole log
+NO_NAMES: Names = {}
 
 DEFAULT_MAX_FLOWS = 200
 
@@ -144,8 +148,11 @@ def origin_name(record: Mapping[str, Any]) -> str:
     return f"{_text(record.get('host')) or '?'}:{record.get('port', '')}".rstrip(":")
 
 
-def upstream_hops(record: Mapping[str, Any]) -> list[str]:
-    """Proxies between this hop and the origin, nearest first, as named by the answer and the log."""
+def upstream_hops(record: Mapping[str, Any], known: Names = NO_NAMES) -> list[str]:
+    """Proxies between this hop and the origin, nearest first, as named by the answer and the log.
+
+    An upstream named only by its address in this record gets the name it gave in another (``known``).
+    """
     hop = _text(record.get("hop"))
     names: list[str] = []
     # Via and Proxy-Status in a response list the hop nearest the origin first; we draw left to right
@@ -156,25 +163,28 @@ def upstream_hops(record: Mapping[str, Any]) -> list[str]:
                 names.append(name)
     answered = _map(record, "answered_by")
     if answered.get("kind") == "upstream-proxy":
-        name = _text(answered.get("hop"))
+        name = display_name(known, _text(answered.get("hop")))
         if name and name not in names and name != hop:
             names.append(name)
     upstream = _text(record.get("upstream_proxy"))
     if upstream and not names:
-        names.append(upstream)
+        names.append(display_name(known, upstream))
     return names
 
 
-def lanes_of(record: Mapping[str, Any]) -> list[Lane]:
+def lanes_of(record: Mapping[str, Any], known: Names = NO_NAMES) -> list[Lane]:
     hop = _text(record.get("hop")) or "mitm407"
     lanes = [Lane("client", "client", _text(_map(record, "client").get("address")) or "client"),
              Lane(hop, "this-hop", "mitm407 hop (this log)")]
-    lanes += [Lane(name, "upstream", "upstream proxy") for name in upstream_hops(record)]
+    identity = upstream_identity(record)
+    nearest = display_name(known, identity.name or identity.address) if identity else None
+    lanes += [Lane(name, "upstream", f"upstream {identity.address}" if identity and name == nearest and
+                   name != identity.address else "upstream proxy") for name in upstream_hops(record, known)]
     lanes.append(Lane(origin_name(record), "origin", "origin"))
     return lanes
 
 
-def answering_index(record: Mapping[str, Any], lanes: list[Lane]) -> int | None:
+def answering_index(record: Mapping[str, Any], lanes: list[Lane], known: Names = NO_NAMES) -> int | None:
     """Index of the lane that answered, None when nobody did."""
     answered = _map(record, "answered_by")
     kind = answered.get("kind")
@@ -183,7 +193,7 @@ def answering_index(record: Mapping[str, Any], lanes: list[Lane]) -> int | None:
     if kind == "origin":
         return len(lanes) - 1
     if kind == "upstream-proxy":
-        name = _text(answered.get("hop"))
+        name = display_name(known, _text(answered.get("hop")))
         return next((i for i, lane in enumerate(lanes) if lane.kind == "upstream" and lane.name == name), 1)
     return None
 
@@ -248,9 +258,9 @@ def credentials_label(record: Mapping[str, Any]) -> str:
     return f"auth: {auth.get('result')}"
 
 
-def diagram(record: Mapping[str, Any]) -> str:
-    lanes = lanes_of(record)
-    answerer = answering_index(record, lanes)
+def diagram(record: Mapping[str, Any], known: Names = NO_NAMES) -> str:
+    lanes = lanes_of(record, known)
+    answerer = answering_index(record, lanes, known)
     status, upstream_status = _int(record, "status"), _int(record, "upstream_status")
     error = _map(record, "error") or None
     reached = answerer if answerer is not None else 1
@@ -363,7 +373,7 @@ def _details(record: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def render_flow(number: int, record: Mapping[str, Any]) -> str:
+def render_flow(number: int, record: Mapping[str, Any], known: Names = NO_NAMES) -> str:
     status = _int(record, "status")
     cls = status_class(status)
     answered = _map(record, "answered_by")
@@ -379,7 +389,7 @@ def render_flow(number: int, record: Mapping[str, Any]) -> str:
         f'<header><h2>#{number}</h2><span class="badge bg-{cls}">{esc(status_text(status))}</span>'
         f'<span class="target">{esc(request_label(record))}</span>'
         f'<span class="meta">{esc(record.get("time"))} · hop {esc(record.get("hop"))}</span></header>'
-        f'<div class="flow-body">{diagram(record)}<div class="facts">{_details(record)}</div></div></section>'
+        f'<div class="flow-body">{diagram(record, known)}<div class="facts">{_details(record)}</div></div></section>'
     )
 
 
@@ -409,18 +419,21 @@ def render_report(records: Iterable[Mapping[str, Any] | None], max_flows: int = 
                   title: str = "mitm407 hop log") -> str:
     """The whole page from records (None: an unreadable line), read once, in order.
 
-    The summary counts every record; only the first ``max_flows`` are drawn, and
-    only their markup is kept, so a large log costs no more memory than that.
+    The summary counts every record; only the first ``max_flows`` records are
+    kept and drawn, so a large log costs no more memory than that. They are drawn
+    after the whole log is read, so an upstream is shown by the name it gave in
+    any record (its address alone when it never gave one).
     """
     summary = HopSummary()
-    flows: list[str] = []
+    kept: list[Mapping[str, Any]] = []
     for record in records:
         if record is None:
             summary.bad_lines += 1
             continue
         summary.add(record)
-        if len(flows) < max_flows:
-            flows.append(render_flow(summary.flows, record))
+        if len(kept) < max_flows:
+            kept.append(record)
+    flows = [render_flow(number, record, summary.upstream_names) for number, record in enumerate(kept, start=1)]
     note = ""
     if summary.flows > len(flows):
         note = (f'<p class="note" data-capped="{len(flows)}">Showing the first {len(flows)} of {summary.flows} '

@@ -38,7 +38,7 @@ from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.proxy import headerfields
-from mitm407.proxy.compat import offer_hook
+from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
 from mitm407.schemes.base import printable
@@ -291,7 +291,7 @@ class Addon:
     # -- hooks ---------------------------------------------------------------
     # Every hook that can let a request through calls ``decide``. Hooks are sync (a coroutine per
     # request costs): mitmproxy awaits what a hook returns, so ``decide`` returns an awaitable only
-    # when a fault 'delay' applies or uncached credentials need bcrypt (``offer_hook``, compat.py).
+    # when a fault 'delay' applies or uncached credentials need bcrypt (``offer_hook``, mitmproxy_compat.py).
     def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None:
             return None

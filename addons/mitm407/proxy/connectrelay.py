@@ -19,11 +19,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import ctx, http
-from mitmproxy.addons.upstream_auth import parse_upstream_auth
-from mitmproxy.net.http import http1
 
 from mitm407.hoplog.addon import META_RELAYED, upstream_address
 from mitm407.hoplog.attribution import build_via
+from mitm407.proxy.mitmproxy_compat import parse_upstream_auth, read_response_head
 
 logger = logging.getLogger("mitm407.connectrelay")
 
@@ -51,7 +50,7 @@ async def probe_connect(host: str, port: int, request: bytes, timeout: float = P
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
         lines = head.split(b"\r\n")[:-2]
-        response = http1.read_response_head(lines)
+        response = read_response_head(lines)
         if 200 <= response.status_code < 300:
             return None
         length = int(response.headers.get("Content-Length", "0") or 0)

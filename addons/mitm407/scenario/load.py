@@ -22,7 +22,7 @@ from mitm407.core.problems import Problems, ScenarioError
 from mitm407.core.rules import OUTCOMES, Outcome, Rule, Rules, parse_rules
 from mitm407.core.shape import ResponseShapes, parse_response
 from mitm407.core.yamlnodes import Mapping, Reader, compose
-from mitm407.faults import settings as faults_module
+from mitm407.faults import registry as faults_module
 from mitm407.schemes import SCHEME_NAMES, spec_for
 
 SCENARIO_VERSION = 1

@@ -17,6 +17,7 @@ from mitm407.core.credentials import User
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult
 from mitm407.core.yamlnodes import Mapping, Reader
+from mitm407.wire.terminal import escape_controls
 
 MAX_CREDENTIALS = 16 * 1024  # longer Proxy-Authorization values are refused unparsed
 
@@ -91,14 +92,5 @@ def split_authorization(value: str) -> tuple[str, str]:
 
 
 def printable(text: str, limit: int = 64) -> str:
-    """A user-supplied string made safe for one log line (no control characters)."""
-    if len(text) <= limit and text.isprintable():  # the usual case, on every accepted request
-        return text
-    clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return clean + ("..." if len(text) > limit else "")
-
-
-def no_options(reader: Reader, section: Mapping | None) -> None:
-    """For schemes that have no scenario section yet: any key is unknown."""
-    if section is not None:
-        section.finish()
+    """A user-supplied string made safe for one log line: ``wire.terminal.escape_controls``, bounded."""
+    return escape_controls(text, limit)

@@ -6,7 +6,7 @@ Type 3; ``DOMAIN:user:password`` lines split on every ``:``, so passwords with
 colons cannot be expressed), takes NTLMv1 acceptance from the process-wide
 ``LM_COMPAT_LEVEL`` and announces the machine's host name. Two scenarios (or a
 reload) in one process would race on those variables. So the messages and the
-crypto come from pyspnego's primitives (``spnego._ntlm_raw``: message
+crypto come from pyspnego's primitives (``spnego._ntlm_raw`` through ``spnego_compat``: message
 packing, MD4, HMAC-MD5, NTLMv1 responses), and the protocol decisions are
 here, per scenario, with no file and no environment.
 
@@ -23,8 +23,14 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from spnego._ntlm_raw.crypto import compute_response_v1, hmac_md5, lmowfv1, ntowfv1, ntowfv2, rc4k
-from spnego._ntlm_raw.messages import (
+from mitm407.core.credentials import User
+from mitm407.core.results import AuthResult, Result
+from mitm407.core.users import watch_users
+from mitm407.core.yamlnodes import Mapping as YamlMapping
+from mitm407.core.yamlnodes import Reader
+from mitm407.schemes.base import MAX_CREDENTIALS, printable
+from mitm407.schemes.handshakes import HandshakeTable
+from mitm407.schemes.spnego_compat import (
     Authenticate,
     AvFlags,
     AvId,
@@ -35,15 +41,13 @@ from spnego._ntlm_raw.messages import (
     NTClientChallengeV2,
     TargetInfo,
     Version,
+    compute_response_v1,
+    hmac_md5,
+    lmowfv1,
+    ntowfv1,
+    ntowfv2,
+    rc4k,
 )
-
-from mitm407.core.credentials import User
-from mitm407.core.results import AuthResult, Result
-from mitm407.core.users import watch_users
-from mitm407.core.yamlnodes import Mapping as YamlMapping
-from mitm407.core.yamlnodes import Reader
-from mitm407.schemes.base import MAX_CREDENTIALS, printable
-from mitm407.schemes.handshakes import HandshakeTable
 
 SIGNATURE = b"NTLMSSP\x00"
 DOMAIN_CHECKS = ("any", "optional", "exact")

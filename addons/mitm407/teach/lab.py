@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ADDONS_DIR = Path(__file__).resolve().parents[2]
-ENTRY_SCRIPT = "from mitm407.entry import all_addons\n\naddons = all_addons()\n"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # addons/mitm407 in a checkout, site-packages/mitm407 installed
+ADDONS_DIR = PACKAGE_DIR.parent
 
 # Proxy settings a client could pick up from the environment and that would
 # send local traffic around the proxy under test (NO_PROXY=127.0.0.1) or
@@ -74,20 +74,29 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def mitmdump_binary() -> str:
-    """The mitmdump beside this interpreter (the venv's), else the one on PATH."""
+def find_mitmdump() -> str | None:
+    """The mitmdump beside this interpreter (the venv's), else the one on PATH, else None.
+
+    The one search every command that starts mitmdump uses (run, capture,
+    chain, demo, matrix); each decides what a missing one means.
+    """
     beside = Path(sys.executable).parent / "mitmdump"
-    return str(beside) if beside.exists() else (shutil.which("mitmdump") or "mitmdump")
+    return str(beside) if beside.exists() else shutil.which("mitmdump")
 
 
-def entry_script(workdir: Path) -> Path:
-    """``addons/proxyauth.py`` in a checkout; a two-line copy of it when installed."""
-    checkout = ADDONS_DIR / "proxyauth.py"
-    if checkout.exists():
-        return checkout
-    script = workdir / "proxyauth.py"
-    script.write_text(ENTRY_SCRIPT, encoding="utf-8")
-    return script
+def packaged_script(filename: str) -> str:
+    """A ``-s`` script shipped inside the package (``proxyauth_script.py``): works installed and from a checkout."""
+    return str(PACKAGE_DIR / filename)
+
+
+def entry_script(name: str) -> str:
+    """``addons/NAME.py`` (proxyauth, hoplog) in a checkout; the package's ``NAME_script.py`` when installed."""
+    checkout = ADDONS_DIR / f"{name}.py"
+    return str(checkout) if checkout.exists() else packaged_script(f"{name}_script.py")
+
+
+def mitmdump_command(script: str, args: list[str]) -> list[str]:
+    return [find_mitmdump() or "mitmdump", "-s", script, *args]
 
 
 @dataclass
@@ -132,18 +141,25 @@ def start_mitm407(
     mode: str | None = None,
     confdir: Path | None = None,
     wait: bool = True,
+    port: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Mitmdump:
-    """mitmdump with the mitm407 addon on a free 127.0.0.1 port, logging to ``workdir``."""
-    port = free_port()
+    """mitmdump with the mitm407 addon on 127.0.0.1 (``port``, else a free one), logging to ``workdir``.
+
+    ``options`` are more ``--set KEY=VALUE`` (e.g. a hop log).
+    """
+    port = port or free_port()
     confdir = confdir or workdir / "confdir"
     confdir.mkdir(parents=True, exist_ok=True)
-    args = [mitmdump_binary(), "--listen-host", "127.0.0.1", "-p", str(port), "--set", f"confdir={confdir}"]
-    args += ["--set", "ssl_insecure=true", "--set", "connection_strategy=lazy"]
-    args += ["-s", str(entry_script(workdir)), "--set", f"scenario={scenario}"]
+    args = mitmdump_command(entry_script("proxyauth"), ["--listen-host", "127.0.0.1", "-p", str(port)])
+    args += ["--set", f"confdir={confdir}", "--set", "ssl_insecure=true", "--set", "connection_strategy=lazy"]
+    args += ["--set", f"scenario={scenario}"]
     if hop_name:
         args += ["--set", f"hop_name={hop_name}"]
     if mode:
         args += ["--mode", mode]
+    for key, value in (options or {}).items():
+        args += ["--set", f"{key}={value}"]
     log_path = workdir / f"{name}-{port}.log"
     env = clean_env({"PYTHONPATH": os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))})
     with open(log_path, "wb") as log:

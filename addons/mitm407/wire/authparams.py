@@ -62,6 +62,10 @@ class Challenge(NamedTuple):
     token68: str | None
     params: dict[str, str]
 
+    def param(self, name: str) -> str | None:
+        """A parameter's value by name (any case), None when absent."""
+        return self.params.get(name.lower())
+
 
 class _Scanner:
     """A cursor over one header value; each method consumes one grammar item."""
@@ -245,6 +249,14 @@ def parse_credentials(value: str, max_params: int = MAX_PARAMS, max_value: int =
     if not scanner.at_end():
         raise AuthParamError("credentials hold more than one scheme")
     return credentials
+
+
+def parse_challenge(value: str, max_params: int = MAX_PARAMS, max_value: int = MAX_VALUE) -> Challenge:
+    """One header value that must hold exactly one challenge (capture maps each header to a scheme).
+
+    The grammar of one challenge is that of credentials (RFC 9110 §11.3, §11.4).
+    """
+    return parse_credentials(value, max_params, max_value)
 
 
 def _simple_auth_params(text: str, max_params: int, max_value: int) -> dict[str, str] | None:

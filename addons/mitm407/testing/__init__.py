@@ -1,0 +1,1 @@
+"""mitm407 for other projects' test suites: a real proxy per test, driven from Python (pytest plugin)."""
