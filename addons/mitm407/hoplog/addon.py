@@ -24,6 +24,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_log
+from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import (
     Attribution,
     HopFacts,
@@ -41,7 +42,6 @@ from mitm407.hoplog.attribution import (
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.hoplog.summary import HopSummary, format_text
-from mitm407.proxy import headerfields
 
 logger = logging.getLogger("mitm407.hoplog")
 

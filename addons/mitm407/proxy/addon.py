@@ -34,10 +34,10 @@ from mitm407.core.results import AuthResult, Result
 from mitm407.faults.engine import Fired
 from mitm407.gate.authorizer import SlowCheck
 from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind, Outcome
+from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
-from mitm407.proxy import headerfields
 from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
