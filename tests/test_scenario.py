@@ -16,8 +16,12 @@ SCENARIOS = sorted(repo_scenario_dir().glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    """A scenario file; ``version: 1`` (required) is added last when missing, so line numbers stay."""
+    text = textwrap.dedent(text)
+    if text and "version:" not in text:
+        text += "version: 1\n"
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -134,9 +138,9 @@ def test_rules_compile_and_bad_values(tmp_path):
 
 
 def test_yaml_syntax_error_is_located(tmp_path):
-    path = write(tmp_path, "users:\n  a: [b\n")
+    path = write(tmp_path, "version: 1\nusers:\n  a: [b\n")
     out = problems(path)
-    assert len(out) == 1 and out[0].startswith(f"{path}:3:1: YAML syntax error")
+    assert len(out) == 1 and out[0].startswith(f"{path}:4:1: YAML syntax error")
 
 
 def test_unsupported_version_and_empty_file(tmp_path):
