@@ -9,10 +9,8 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TextIO
-
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from mitm407.hoplog.html import DEFAULT_MAX_FLOWS, render_report
 from mitm407.hoplog.summary import FORMATTERS, parse_lines, summarize_records

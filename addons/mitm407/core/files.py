@@ -74,10 +74,18 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> str:
         raise UnreadableFile(e.strerror or type(e).__name__) from None
     except ValueError:  # a NUL or a lone surrogate in the name
         raise UnreadableFile("not a valid file name") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise UnreadableFile(e.strerror or type(e).__name__) from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnreadableFile(f"{_kind(st.st_mode)}, not a regular file")
+    if st.st_size > limit:
+        os.close(fd)
+        raise UnreadableFile(f"{st.st_size} bytes, larger than the limit of {size_text(limit)}")
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise UnreadableFile(f"{_kind(mode)}, not a regular file")
         chunks: list[bytes] = []
         total = 0
         while total <= limit:  # in chunks: read(limit + 1) would allocate the whole limit up front

@@ -11,7 +11,6 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
 MAX_REPORTED = 100  # problems listed one by one; the rest are counted
 
 

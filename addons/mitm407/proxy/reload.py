@@ -127,6 +127,7 @@ class Reloader:
 
     async def reload(self, scenario: Scenario, signature: Signature) -> None:
         """Load in a worker thread; install on the loop unless the files moved on meanwhile."""
+        logger.info("mitm407: scenario files changed, loading %s in a worker thread", scenario.path)
         try:
             new = await asyncio.to_thread(self.load, scenario.path)
         except ScenarioError as e:

@@ -13,7 +13,6 @@ below bound what one load can cost (docs/scenarios-loading.md).
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
@@ -277,10 +276,9 @@ def _read_users(
 ) -> dict[str, User]:
     users: dict[str, User] = {}
     section = top.mapping("users")
-    if section is not None:
-        if len(section.entries) > MAX_USERS:
-            reader.error(top.key_node("users"), f"more than {MAX_USERS} users ({len(section.entries)})")
-            section = None
+    if section is not None and len(section.entries) > MAX_USERS:
+        reader.error(top.key_node("users"), f"more than {MAX_USERS} users ({len(section.entries)})")
+        section = None
     if section is not None:
         for name, key_node, value in section.items():
             where = f"{reader.file}:{key_node.start_mark.line + 1}"
