@@ -139,7 +139,7 @@ class Addon:
         )
         loader.add_option(
             "scenario_settle",
-            float,
+            int,
             DEFAULT_SETTLE,
             "Seconds an edited scenario file must stay unchanged before it is reloaded (not half-written).",
         )

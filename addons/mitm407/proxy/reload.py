@@ -35,7 +35,7 @@ logger = logging.getLogger("mitm407")
 
 Signature = tuple[tuple[str, int, int], ...]
 
-DEFAULT_SETTLE = 1.0  # seconds a changed file must stay unchanged before it is loaded
+DEFAULT_SETTLE = 1  # seconds a changed file must stay unchanged before it is loaded
 
 
 def file_signature(paths: tuple[str, ...]) -> Signature:
