@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from mitm407.core.credentials import (
     resolve_password,
 )
 from mitm407.core.problems import Problems
+from specialfiles import KINDS, special_file
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
@@ -89,19 +89,12 @@ def test_missing_package_names_bcrypt_only_when_it_cannot_be_imported(monkeypatc
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "too-long"])
-def test_file_secrets_only_from_small_regular_files(tmp_path, kind):
-    """A FIFO is not waited on, /dev/zero not read for ever, a long file not read at all."""
-    if kind == "fifo":
-        os.mkfifo(tmp_path / "secret")
-        spec, reason = "file:secret", "a FIFO (named pipe), not a regular file"
-    elif kind == "dev-zero":
-        spec, reason = "file:/dev/zero", "a character device, not a regular file"
-    else:
-        (tmp_path / "secret").write_text("x" * (MAX_SECRET_BYTES + 1))
-        spec, reason = "file:secret", f"{MAX_SECRET_BYTES + 1} bytes, larger than the limit of 64 KiB"
-    password, error = resolve_password(spec, tmp_path, {})
-    assert password is None and error.endswith(f": {reason}") and error.startswith("cannot read password file ")
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_secrets_only_from_regular_files(tmp_path, kind):
+    """A FIFO is not waited on, /dev/zero not read for ever."""
+    target, reason = special_file(tmp_path, kind)
+    assert resolve_password(f"file:{target}", tmp_path, {}) == (
+        None, f"cannot read password file {tmp_path / target}: {reason}")
 
 
 def test_file_secret_at_the_cap_is_read(tmp_path):

@@ -94,7 +94,8 @@ def fifo_scenario(folder: Path) -> Path:
 def test_fifo_secret_is_refused_by_check_and_at_start_up(tmp_path, confdir):
     """Opening a FIFO waits for a writer: `check` and start-up used to hang for ever."""
     path = fifo_scenario(tmp_path)
-    expected = f"{path}:3:10: cannot read password file {tmp_path / 'carol.pipe'}: a FIFO (named pipe), not a regular file"
+    pipe = tmp_path / "carol.pipe"
+    expected = f"{path}:3:10: cannot read password file {pipe}: a FIFO (named pipe), not a regular file"
     checked = mitm407_cli("check", str(path), timeout=30)
     assert checked.returncode == 1 and checked.stderr.strip() == expected
     started = run([MITMDUMP, "-p", "0", "-s", PROXYAUTH, "--set", f"scenario={path}", "--set", f"confdir={confdir}"])

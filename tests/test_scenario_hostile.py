@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from mitm407.core.problems import ScenarioError
 from mitm407.scenario.load import load_scenario, parse_scenario
 from procs import mitm407_cli
+from specialfiles import KINDS, special_file
 
 
 def problems(text: str, tmp_path: Path) -> list[str]:
@@ -107,17 +107,10 @@ def test_scenario_file_over_the_size_cap(tmp_path):
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_scenario_names_only_regular_files(tmp_path, kind):
     """A FIFO would be waited on for ever, /dev/zero read for ever: both are refused at once."""
-    if kind == "fifo":
-        os.mkfifo(tmp_path / "special")
-        target, what = "special", "a FIFO (named pipe), not a regular file"
-    elif kind == "dev-zero":
-        target, what = "/dev/zero", "a character device, not a regular file"
-    else:
-        (tmp_path / "special").mkdir()
-        target, what = "special", "a directory, not a regular file"
+    target, what = special_file(tmp_path, kind)
     shown_path = tmp_path / target
     assert problems(f'version: 1\nusers: {{a: "file:{target}"}}\n', tmp_path) == [
         f"s.yaml:2:12: cannot read password file {shown_path}: {what}"
