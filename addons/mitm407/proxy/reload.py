@@ -106,8 +106,8 @@ class Reloader:
         try:
             await self.poll(settle)
         except Exception as e:  # noqa: BLE001 (a watcher that dies stops every later edit from loading)
-            logger.error("mitm407: scenario reload failed, keeping the previous one: %s: %s",
-                         type(e).__name__, e, exc_info=True)
+            logger.error("mitm407: scenario reload failed, keeping the previous one: %s: %s", type(e).__name__, e)
+            logger.debug("mitm407: scenario reload failure", exc_info=True)  # a bug: traceback at debug level
 
     async def poll(self, settle: float) -> None:
         scenario = self.current()
@@ -139,7 +139,8 @@ class Reloader:
             if self.still(scenario, signature):
                 self.handled, self.pending = signature, None
                 logger.error("mitm407: scenario edit could not be loaded, keeping the previous one: %s: %s",
-                             type(e).__name__, e, exc_info=True)
+                             type(e).__name__, e)
+                logger.debug("mitm407: scenario load failure", exc_info=True)
             return
         if not self.still(scenario, signature):
             return  # written to while loading: load it again once it settles
