@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from mitm407.core.credentials import (
-    MAX_SECRET_BYTES,
     Secret,
     User,
     missing_package,
@@ -31,11 +30,11 @@ from mitm407.core.credentials import (
     parse_htpasswd,
     resolve_password,
 )
-from mitm407.core.files import MIB, UnreadableFile, read_regular_file, shown, size_text
+from mitm407.core.files import MIB, UnreadableFile, read_regular_file, shown
 from mitm407.core.problems import Problems, ScenarioError
 from mitm407.core.rules import OUTCOMES, Outcome, Rules, parse_rules
 from mitm407.core.shape import ResponseShapes, parse_response
-from mitm407.core.yamlnodes import MAX_DEPTH, MAX_NODES, Mapping, Node, Reader, compose
+from mitm407.core.yamlnodes import Mapping, Node, Reader, compose
 from mitm407.faults import settings as faults_module
 from mitm407.schemes import SCHEME_NAMES, spec_for
 
@@ -48,15 +47,6 @@ MAX_SCENARIO_BYTES = 1 * MIB  # the scenario YAML itself
 MAX_USER_FILE_BYTES = 256 * MIB  # one htpasswd/htdigest file (a 1M-line bcrypt htpasswd is ~70 MiB)
 MAX_USERS = 2_000_000  # users of a scenario, from every source together
 MAX_RULES = 1_000  # rules are tried in order on every request
-LIMITS = {
-    "scenario file": size_text(MAX_SCENARIO_BYTES),
-    "nesting depth": str(MAX_DEPTH),
-    "YAML values (aliases expanded)": str(MAX_NODES),
-    "htpasswd/htdigest file": size_text(MAX_USER_FILE_BYTES),
-    "file: secret": size_text(MAX_SECRET_BYTES),
-    "users": str(MAX_USERS),
-    "rules": str(MAX_RULES),
-}
 
 # Python packages some scenario features import when they verify credentials, by import name.
 PIP_NAMES = {"spnego": "pyspnego", "bcrypt": "bcrypt"}
