@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import weakref
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import replace
@@ -29,6 +28,7 @@ from mitm407.faults.engine import Decision, FaultEngine, Fired
 from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.proxy import headerfields
+from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
 
@@ -102,18 +102,6 @@ def to_response(answer: Answer) -> http.Response:
     return response
 
 
-def file_signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of each file: what the reload watcher compares."""
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            out.append((path, st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append((path, -1, -1))
-    return tuple(out)
-
-
 class Addon:
     """Challenge, validate and record proxy authentication as a scenario says."""
 
@@ -128,7 +116,7 @@ class Addon:
         # or a connection-bound scheme (NTLM). Never holds a password.
         self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
-        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self.reloader = Reloader(lambda: self.scenario, self.install)
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
 
@@ -148,6 +136,12 @@ class Addon:
             int,
             1,
             "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
+        )
+        loader.add_option(
+            "scenario_settle",
+            int,
+            DEFAULT_SETTLE,
+            "Seconds an edited scenario file must stay unchanged before it is reloaded (not half-written).",
         )
         add_hop_name_option(loader)
 
@@ -180,7 +174,7 @@ class Addon:
         self.scenario = scenario
         self.authorizer = Authorizer(scenario)
         self.faults = FaultEngine(scenario)
-        self._signature = file_signature(scenario.files)
+        self.reloader.loaded(scenario)
         self.attach_hooks()
 
     def attach_hooks(self) -> None:
@@ -242,26 +236,8 @@ class Addon:
             logger.info("mitm407: passwords are defined in %s (not printed)", scenario.path)
 
     async def watch(self) -> None:
-        """Poll the scenario's files; a bad edit keeps the last good scenario."""
-        while True:
-            interval = ctx.options.scenario_reload
-            await asyncio.sleep(interval if interval > 0 else 1)
-            if interval > 0 and self.scenario is not None:
-                self.check_reload()
-
-    def check_reload(self) -> None:
-        assert self.scenario is not None
-        signature = file_signature(self.scenario.files)
-        if signature == self._signature:
-            return
-        self._signature = signature
-        try:
-            scenario = load_scenario(self.scenario.path)
-        except ScenarioError as e:
-            logger.error("mitm407: scenario edit rejected, keeping the previous one:\n%s", e)
-            return
-        self.install(scenario)
-        logger.info("mitm407: reloaded scenario '%s' from %s", scenario.name, scenario.path)
+        """Poll the scenario's files (``proxy/reload.py``): a bad edit keeps the last good scenario."""
+        await self.reloader.run(lambda: ctx.options.scenario_reload, lambda: ctx.options.scenario_settle)
 
     # -- hooks ---------------------------------------------------------------
     # Hooks are sync (a coroutine per request costs): mitmproxy awaits what a hook returns, so
