@@ -1,6 +1,6 @@
 // One request through a proxy with java.net.http.HttpClient (compiled by the matrix).
 //
-//   java -cp DIR Client URL PROXY_PORT [USER PASSWORD] [--ca FILE]
+//   java -cp DIR Client URL PROXY_HOST PROXY_PORT [USER PASSWORD] [--ca FILE]
 //
 // The proxy is set with ProxySelector.of and credentials with an Authenticator
 // (the only way HttpClient takes proxy credentials): HttpClient never sends
@@ -35,10 +35,10 @@ public class Client {
             HttpClient.Builder builder = HttpClient.newBuilder()
                 .version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(Duration.ofSeconds(20))
-                .proxy(ProxySelector.of(new InetSocketAddress("127.0.0.1", Integer.parseInt(args.get(1)))));
-            if (args.size() >= 4) {
-                final String user = args.get(2);
-                final char[] password = args.get(3).toCharArray();
+                .proxy(ProxySelector.of(new InetSocketAddress(args.get(1), Integer.parseInt(args.get(2)))));
+            if (args.size() >= 5) {
+                final String user = args.get(3);
+                final char[] password = args.get(4).toCharArray();
                 builder.authenticator(new Authenticator() {
                     @Override
                     protected PasswordAuthentication getPasswordAuthentication() {
