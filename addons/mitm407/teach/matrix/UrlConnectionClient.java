@@ -8,41 +8,23 @@
 // when run with -Djavax.security.auth.useSubjectCredsOnly=false and the realm's krb5.conf. For a
 // CONNECT, jdk.http.auth.tunneling.disabledSchemes (default "Basic") applies as for HttpClient.
 // Prints STATUS <code> or ERROR.
-import java.io.FileInputStream;
 import java.io.InputStream;
 import java.net.Authenticator;
 import java.net.HttpURLConnection;
 import java.net.InetSocketAddress;
-import java.net.PasswordAuthentication;
 import java.net.Proxy;
 import java.net.URI;
-import java.security.KeyStore;
-import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import javax.net.ssl.HttpsURLConnection;
-import javax.net.ssl.SSLContext;
-import javax.net.ssl.TrustManagerFactory;
 
 public class UrlConnectionClient {
     public static void main(String[] argv) {
         List<String> args = new ArrayList<>(Arrays.asList(argv));
-        String ca = null;
-        int at = args.indexOf("--ca");
-        if (at >= 0) { ca = args.get(at + 1); args.remove(at + 1); args.remove(at); }
+        String ca = Client.takeCa(args);
         try {
-            if (args.size() >= 5) {
-                final String user = args.get(3);
-                final char[] password = args.get(4).toCharArray();
-                Authenticator.setDefault(new Authenticator() {
-                    @Override
-                    protected PasswordAuthentication getPasswordAuthentication() {
-                        if (getRequestorType() != RequestorType.PROXY) return null;
-                        return new PasswordAuthentication(user, password);
-                    }
-                });
-            }
+            if (args.size() >= 5) Authenticator.setDefault(Client.proxyAuthenticator(args.get(3), args.get(4).toCharArray()));
             Proxy proxy = new Proxy(Proxy.Type.HTTP, new InetSocketAddress(args.get(1), Integer.parseInt(args.get(2))));
             HttpURLConnection c = (HttpURLConnection) URI.create(args.get(0)).toURL().openConnection(proxy);
             c.setConnectTimeout(20000);
