@@ -8,6 +8,8 @@ import pytest
 
 from procs import mitm407_cli
 
+pytestmark = pytest.mark.e2e  # every test runs the mitm407 command
+
 
 @pytest.mark.parametrize(
     ("content", "what"),

@@ -222,6 +222,7 @@ def test_no_users_error_is_not_added_to_a_users_error(tmp_path):
     assert problems(path) == [f"{path}:1:12: environment variable UNSET_FOR_TEST is not set"]
 
 
+@pytest.mark.e2e  # runs mitm407 check
 def test_check_prints_one_line_per_problem_and_escapes_control_characters(tmp_path):
     path = write(tmp_path, 'users: {a: b}\n"bad\\u001b[31mkey\\nx": 1\nschemes: basic\n')
     result = mitm407_cli("check", str(path))

@@ -145,6 +145,7 @@ def test_file_that_is_not_utf8(tmp_path):
     ]
 
 
+@pytest.mark.e2e  # runs mitm407 check
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("text", [deep_flow(500), deep_block(500)], ids=["flow", "block"])
 def test_check_on_a_deep_file_prints_one_line(tmp_path, text):
