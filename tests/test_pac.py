@@ -233,9 +233,11 @@ def test_pac_key_defaults_and_values():
     assert scenario("pac: {text: 'function FindProxyForURL(u, h) { return \"DIRECT\"; }'}").pac.text.startswith(
         "function"
     )
-    assert scenario("pac: {fault: unreachable, status: 503}").pac == PacConfig(fault="unreachable", status=503)
-    assert scenario("pac: {fault: unreachable, close: true}").pac.close is True
-    dead = scenario("pac: {fault: dead_proxy, proxy: '[::1]:9', fallback: true}").pac
+    assert scenario("pac: {fault: unreachable}").pac == PacConfig(fault="unreachable", status=404)
+    assert scenario("pac: {fault: {unreachable: {status: 503}}}").pac == PacConfig(fault="unreachable", status=503)
+    assert scenario("pac: {fault: {unreachable: {close: true}}}").pac.close is True
+    assert scenario("pac: {fault: {dead_proxy: }}").pac == PacConfig(fault="dead_proxy")
+    dead = scenario("pac: {fault: {dead_proxy: {proxy: '[::1]:9', fallback: true}}}").pac
     assert (dead.fault, dead.proxy, dead.fallback) == ("dead_proxy", "[::1]:9", True)
     assert PAC_FAULTS == ("unreachable", "dead_proxy")
 
@@ -244,12 +246,14 @@ def test_pac_key_defaults_and_values():
     ("body", "where", "message"),
     [
         ("pac: {fault: dead}", "pac.yaml:3:14", "unknown value 'dead' for 'fault'"),
-        ("pac: {fault: unreachable, status: 200}", "pac.yaml:3:35", "'status' must be at least 400"),
-        ("pac: {fault: unreachable, status: 600}", "pac.yaml:3:35", "'status' must be 400-599"),
-        ("pac: {status: 404}", "pac.yaml:3:7", "'status' applies only to 'fault: unreachable'"),
-        ("pac: {fault: unreachable, proxy: 'a:1'}", "pac.yaml:3:27", "'proxy' applies only to 'fault: dead_proxy'"),
-        ("pac: {fault: dead_proxy, proxy: 'no port'}", "pac.yaml:3:33", "'proxy' must be HOST:PORT"),
-        ("pac: {fault: dead_proxy, proxy: 'a:70000'}", "pac.yaml:3:33", "'proxy' must be HOST:PORT"),
+        ("pac: {fault: {unreachable: {status: 200}}}", "pac.yaml:3:37", "'status' must be at least 400"),
+        ("pac: {fault: {unreachable: {status: 600}}}", "pac.yaml:3:37", "'status' must be 400-599"),
+        ("pac: {fault: {unreachable: {proxy: 'a:1'}}}", "pac.yaml:3:29", "unknown key 'proxy'"),
+        ("pac: {fault: {dead_proxy: {proxy: 'no port'}}}", "pac.yaml:3:35", "'proxy' must be HOST:PORT"),
+        ("pac: {fault: {dead_proxy: {proxy: 'a:70000'}}}", "pac.yaml:3:35", "'proxy' must be HOST:PORT"),
+        ("pac: {fault: {dead_proxy: {fallback: 1}}}", "pac.yaml:3:38", "'fallback' must be true or false"),
+        ("pac: {fault: {dead_proxy: [x]}}", "pac.yaml:3:27", "the settings of 'dead_proxy' must be a mapping"),
+        ("pac: {fault: {unreachable: {}, dead_proxy: {}}}", "pac.yaml:3:14", "'fault' names one fault"),
         ("pac: {fault: dead_proxy, text: x}", "pac.yaml:3:14", "'text' replaces it"),
         ("pac: {txt: x}", "pac.yaml:3:7", "unknown key 'txt' in 'pac'"),
         ("pac: [x]", "pac.yaml:3:6", "'pac' must be a mapping"),

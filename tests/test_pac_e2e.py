@@ -132,7 +132,7 @@ def test_fault_unreachable(module_mitmdump, tmp_path):
         "scenario": str(write(tmp_path, "pac-404", "pac: {fault: unreachable}\n")), "hoplog": str(hoplog)
     })
     closed = module_mitmdump(options={
-        "scenario": str(write(tmp_path, "pac-close", "pac: {fault: unreachable, close: true}\n"))
+        "scenario": str(write(tmp_path, "pac-close", "pac: {fault: {unreachable: {close: true}}}\n"))
     })
     assert status_of(curl("--noproxy", "*", f"http://127.0.0.1:{not_found.port}/proxy.pac")) == 404
     assert pypac.get_pac(url=f"http://127.0.0.1:{not_found.port}/proxy.pac") is None
@@ -160,7 +160,7 @@ def test_fault_dead_proxy(module_mitmdump, tmp_path):
         pac: {fault: dead_proxy}
         """))})
     fallback = module_mitmdump(options={"scenario": str(write(tmp_path, "pac-fallback", """\
-        pac: {fault: dead_proxy, proxy: "127.0.0.1:9", fallback: true}
+        pac: {fault: {dead_proxy: {proxy: "127.0.0.1:9", fallback: true}}}
         """))})
     pac = PACFile(fetch(f"http://127.0.0.1:{dead.port}/proxy.pac").text)
     assert pac.find_proxy_for_url("http://a.intranet.test/", "a.intranet.test") == "DIRECT"
@@ -210,7 +210,7 @@ def test_chromium_follows_the_generated_pac(module_mitmdump, tmp_path):
 @needs_chromium
 def test_chromium_falls_back_from_a_dead_proxy(module_mitmdump, tmp_path):
     hoplog = tmp_path / "hops.jsonl"
-    scenario = write(tmp_path, "pac-fallback-chromium", "pac: {fault: dead_proxy, fallback: true}\n")
+    scenario = write(tmp_path, "pac-fallback-chromium", "pac: {fault: {dead_proxy: {fallback: true}}}\n")
     proxy = module_mitmdump(options={"scenario": str(scenario), "hoplog": str(hoplog)})
     chromium_via_pac(f"http://127.0.0.1:{proxy.port}/proxy.pac", "http://fallback.test/", tmp_path)
     record = wait_for_record(hoplog, lambda r: r["host"] == "fallback.test")

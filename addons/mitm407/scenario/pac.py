@@ -23,10 +23,12 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import yaml
 
 from mitm407.core.rules import Match, Outcome, Rule, Rules
-from mitm407.core.yamlnodes import Mapping, Reader
+from mitm407.core.yamlnodes import Mapping, Node, Reader
 
 PAC_PATHS = ("/proxy.pac", "/wpad.dat")
 PAC_CONTENT_TYPE = "application/x-ns-proxy-autoconfig"
@@ -52,36 +54,55 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")
 
 
 def parse_pac(reader: Reader, section: Mapping | None) -> PacConfig:
-    """Read ``pac:``; every misuse is a located error (a key that belongs to the other fault, say)."""
+    """Read ``pac:``: ``text``, and ``fault`` written as faults are (``name`` or ``{name: {settings}}``)."""
     if section is None:
         return PacConfig()
     text = section.text("text")
     fault_node = section.get("fault")
-    fault = reader.choice(fault_node, "'fault'", PAC_FAULTS) if fault_node is not None else None
-    for key, owner in (("status", UNREACHABLE), ("close", UNREACHABLE), ("proxy", DEAD_PROXY),
-                       ("fallback", DEAD_PROXY)):
-        if key in section and fault != owner:
-            reader.error(section.key_node(key), f"'{key}' applies only to 'fault: {owner}'")
-    status = section.integer("status", 404, minimum=400) or 404
-    if status > 599:
-        reader.error(section.get("status") or section.node, f"'status' must be 400-599, got {status}")
-    proxy = section.text("proxy")
-    if proxy is not None and not _valid_address(proxy):
-        reader.error(section.get("proxy") or section.node, f"'proxy' must be HOST:PORT, got '{proxy}'",
-                     "e.g. 127.0.0.1:9 or [::1]:9 or deadproxy.example:3128")
-    if text is not None and fault == DEAD_PROXY:
-        reader.error(fault_node or section.node, "'fault: dead_proxy' rewrites the generated PAC, and 'text' "
+    config = PacConfig(text=text)
+    if fault_node is not None:
+        config = _parse_fault(reader, fault_node, config)
+    if text is not None and config.fault == DEAD_PROXY:
+        reader.error(fault_node or section.node, "'dead_proxy' rewrites the generated PAC, and 'text' "
                      "replaces it", "write the dead proxy into the text instead")
-    config = PacConfig(
-        text=text,
-        fault=fault,
-        status=status,
-        close=section.boolean("close", False),
-        proxy=proxy,
-        fallback=section.boolean("fallback", False),
-    )
     section.finish()
     return config
+
+
+_FAULT_HINT = "e.g. fault: unreachable, or fault: {unreachable: {status: 503}}"
+
+
+def _parse_fault(reader: Reader, node: Node, config: PacConfig) -> PacConfig:
+    settings: Mapping | None = None
+    name_node = node
+    if isinstance(node, yaml.MappingNode):
+        if len(node.value) != 1:
+            reader.error(node, "'fault' names one fault", _FAULT_HINT)
+            return config
+        name_node, settings_node = node.value[0]
+        if settings_node.tag != "tag:yaml.org,2002:null":  # ``{dead_proxy: }``: the defaults
+            settings = reader.mapping(settings_node, f"the settings of '{getattr(name_node, 'value', '')}'")
+    name = reader.choice(name_node, "'fault'", PAC_FAULTS)
+    if name is None:
+        return config
+    if name == UNREACHABLE:
+        status, close = 404, False
+        if settings is not None:
+            status = settings.integer("status", 404, minimum=400) or 404
+            if status > 599:
+                reader.error(settings.get("status") or settings.node, f"'status' must be 400-599, got {status}")
+            close = settings.boolean("close", False)
+            settings.finish()
+        return replace(config, fault=name, status=status, close=close)
+    proxy, fallback = None, False
+    if settings is not None:
+        proxy = settings.text("proxy")
+        if proxy is not None and not _valid_address(proxy):
+            reader.error(settings.get("proxy") or settings.node, f"'proxy' must be HOST:PORT, got '{proxy}'",
+                         "e.g. 127.0.0.1:9 or [::1]:9 or deadproxy.example:3128")
+        fallback = settings.boolean("fallback", False)
+        settings.finish()
+    return replace(config, fault=name, proxy=proxy, fallback=fallback)
 
 
 def _valid_address(text: str) -> bool:
