@@ -264,3 +264,47 @@ def test_pac_key_errors_are_located(body: str, where: str, message: str):
         scenario(body)
     lines = str(e.value).splitlines()
     assert any(line.startswith(f"{where}: ") and message in line for line in lines), lines
+
+
+# -- the addon's hook, in process (mitmproxy's own test flows) --------------------------------
+
+
+def pac_flow(host: str = "127.0.0.1", port: int = 8080, path: str = "/proxy.pac", method: str = "GET"):
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow()
+    flow.client_conn.sockname = ("127.0.0.1", 8080)
+    flow.request.host, flow.request.port, flow.request.path, flow.request.method = host, port, path, method
+    return flow
+
+
+def test_hook_answers_only_pac_fetches_sent_to_itself():
+    from mitm407.proxy.addon import META_ANSWERED
+    from mitm407.proxy.pac import Pac
+
+    scn = scenario("rules: [{match: {host: intranet}, auth: none}]\n")
+    pac = Pac(lambda: scn)
+    own = pac_flow(host="localhost")
+    pac.requestheaders(own)
+    assert own.response.status_code == 200 and own.metadata[META_ANSWERED] is True
+    assert own.response.headers["content-type"] == "application/x-ns-proxy-autoconfig"
+    assert own.response.text == pac_script(scn.rules, "PROXY localhost:8080", scn.name)
+    for other in (pac_flow(port=8081), pac_flow(host="example.com"), pac_flow(path="/other"),
+                  pac_flow(method="POST"), pac_flow(path="/proxy.pac/x")):
+        pac.requestheaders(other)
+        assert other.response is None and META_ANSWERED not in other.metadata
+    no_scenario = pac_flow()
+    Pac(lambda: None).requestheaders(no_scenario)  # left to the auth addon, which answers 503
+    assert no_scenario.response is None
+
+
+def test_hook_fails_closed():
+    """An error while building the PAC is an answer from this proxy (500), never a request left open."""
+    from mitm407.proxy.addon import META_ANSWERED
+    from mitm407.proxy.pac import Pac
+
+    broken = scenario("")
+    object.__setattr__(broken, "rules", None)  # pac_script raises on it
+    flow = pac_flow()
+    Pac(lambda: broken).requestheaders(flow)
+    assert flow.response.status_code == 500 and flow.metadata[META_ANSWERED] is True
