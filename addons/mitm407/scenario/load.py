@@ -36,6 +36,7 @@ from mitm407.core.rules import OUTCOMES, Outcome, Rules, parse_rules
 from mitm407.core.shape import ResponseShapes, parse_response
 from mitm407.core.yamlnodes import Mapping, Node, Reader, compose
 from mitm407.faults import registry as faults_module
+from mitm407.scenario.pac import PacConfig, parse_pac
 from mitm407.schemes import SCHEME_NAMES, spec_for
 
 SCENARIO_VERSION = 1
@@ -73,6 +74,7 @@ class Scenario:
     cache: CacheConfig = field(default_factory=CacheConfig)
     files: tuple[str, ...] = ()  # every file read: the reload watcher stats them
     response: ResponseShapes | None = None  # exact shape of refusals (``response:``, see shape.py)
+    pac: PacConfig = field(default_factory=PacConfig)  # the PAC file this proxy serves (``pac:``, scenario/pac.py)
 
 
 def repo_scenario_dir() -> Path:
@@ -190,6 +192,7 @@ def parse_scenario(
         cache=cache,
         files=tuple(files),
         response=parse_response(reader, top.mapping("response"), schemes),
+        pac=parse_pac(reader, top.mapping("pac")),
     )
     top.finish()
     needs_users = default is Outcome.REQUIRED or any(r.outcome is Outcome.REQUIRED for r in rules)
