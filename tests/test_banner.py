@@ -52,7 +52,7 @@ def test_every_shipped_scenario_gets_a_banner(name: str):
     scenario = load_scenario(resolve_scenario_path(name))
     text = describe_faults(scenario)
     assert text.startswith(f"scenario '{scenario.name}': ")
-    count = len(scenario.faults) + sum(len(rule.faults) for rule in scenario.rule_list())
+    count = len(scenario.faults) + sum(len(rule.faults) for rule in scenario.rules.rules)
     assert len(text.splitlines()) == (count + 1 if count else 1)
 
 

@@ -60,7 +60,7 @@ def test_every_fault_is_used_by_a_shipped_scenario():
     used |= {
         spec.name
         for path in shipped_scenarios().values()
-        for rule in load_scenario(path).rule_list()
+        for rule in load_scenario(path).rules.rules
         for spec in rule.faults
     }
     assert used == set(FAULTS)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import bcrypt
 import pytest
 
-from mitm407.core.credentials import Secret, apr1_crypt, classify_hash, parse_htpasswd, resolve_password
+from mitm407.core.credentials import (
+    MAX_SECRET_BYTES,
+    Secret,
+    apr1_crypt,
+    classify_hash,
+    missing_package,
+    parse_htpasswd,
+    resolve_password,
+)
 from mitm407.core.problems import Problems
+from specialfiles import KINDS, special_file
 
 
 @pytest.mark.e2e  # starts a process
@@ -70,3 +80,29 @@ def test_resolve_password_sources(tmp_path):
     assert resolve_password("env:Y", tmp_path, {})[1] == "environment variable Y is not set"
     assert resolve_password("file:pw", tmp_path, {}) == ("from-file", "")
     assert resolve_password("literal", tmp_path, {}) == ("literal", "")
+
+
+def test_missing_package_names_bcrypt_only_when_it_cannot_be_imported(monkeypatch):
+    hashed = Secret("bcrypt", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
+    assert missing_package(hashed) is None and missing_package(Secret("cleartext", "pw")) is None
+    monkeypatch.setitem(sys.modules, "bcrypt", None)  # what `import bcrypt` does in an environment without it
+    assert missing_package(hashed) == "bcrypt"
+    assert missing_package(Secret("apr1", "$apr1$x$y")) is None  # implemented here: nothing to import
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_secrets_only_from_regular_files(tmp_path, kind):
+    """A FIFO is not waited on, /dev/zero not read for ever."""
+    target, reason = special_file(tmp_path, kind)
+    assert resolve_password(f"file:{target}", tmp_path, {}) == (
+        None, f"cannot read password file {tmp_path / target}: {reason}")
+
+
+def test_file_secret_at_the_cap_is_read(tmp_path):
+    (tmp_path / "secret").write_text("x" * MAX_SECRET_BYTES + "\n")
+    assert resolve_password("file:secret", tmp_path, {}) == (None, f"cannot read password file {tmp_path / 'secret'}: "
+                                                             f"{MAX_SECRET_BYTES + 1} bytes, larger than the limit of "
+                                                             "64 KiB")
+    (tmp_path / "secret").write_text("x" * (MAX_SECRET_BYTES - 1) + "\n")
+    assert resolve_password("file:secret", tmp_path, {}) == ("x" * (MAX_SECRET_BYTES - 1), "")

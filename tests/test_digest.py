@@ -348,7 +348,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def scenario(tmp_path: Path, text: str):
-    path = write(tmp_path, "s.yaml", text)
+    path = write(tmp_path, "s.yaml", textwrap.dedent(text) + "version: 1\n")  # last: the lines stay where they are
     return parse_scenario(path.read_text(), str(path), tmp_path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 from hoplogcheck import read_hop_log, wait_for_record
 from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
-from procs import REPO, curl, read_response, register_secret, run
+from procs import REPO, curl, mitm407_cli, read_response, register_secret, run
 
 pytestmark = pytest.mark.e2e
 DEMO_PW = register_secret("alice", "wonderland")  # scenarios/negotiate-kerberos.yaml
@@ -94,6 +95,34 @@ def test_curl_with_a_ticket_plain_http(realm, proxy, origin):
     # curl 7.88 sends its token with the first request (--proxy-negotiate picks one scheme): no 407 first
     assert [r["status"] for r in read_hop_log(proxy.hoplog) if r["path"].endswith("/krb-http")] == [200]
     no_tokens_in_logs(proxy)
+
+
+def test_html_report_draws_the_negotiate_exchange_without_tokens(realm, proxy, origin, tmp_path):
+    """curl --proxy-anyauth: 407 (Negotiate only) -> token -> 200; the report names the scheme and alice's principal."""
+    url = origin.url("/krb-report")
+    result = curl("-v", "--proxy-anyauth", "-U", ":", "-x", localhost(proxy), url, env=realm_env(realm))
+    assert status_of(result) == 200, result.stderr
+    sent = [line.split("Negotiate ", 1)[1] for line in result.stderr.splitlines()
+            if line.startswith("> Proxy-Authorization: Negotiate ")]
+    assert sent  # the token curl sent, which the report must not contain
+    wait_for_record(proxy.hoplog, lambda r: r["path"].endswith("/krb-report") and r["status"] == 200)
+    out = tmp_path / "report.html"
+    done = mitm407_cli("report", "--html", str(proxy.hoplog), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out.read_text(encoding="utf-8")
+    flows = [section for section in page.split('<section class="flow')[1:] if "/krb-report</span>" in section]
+    assert [re.search(r'data-status="(\d+)"', f).group(1) for f in flows] == ["407", "200"]
+    challenged, accepted = flows
+    # the 407: no credentials yet, refused by this proxy; then one connection, the token, alice forwarded
+    assert ">no Proxy-Authorization</text>" in challenged and "auth missing" in challenged
+    client_lane = re.compile(r'data-lane="client".*?<text class="lane-kind"[^>]*>([^<]+)</text>')
+    assert client_lane.search(challenged).group(1) == client_lane.search(accepted).group(1)  # one connection
+    assert ">Proxy-Authorization: Negotiate ‹alice@CORP.TEST›</text>" in accepted
+    assert ">auth ok ‹alice@CORP.TEST›: Kerberos ticket accepted…</text>" in accepted
+    assert "with mutual authentication; connection authenticated" in accepted  # the arrow's tooltip
+    for token in sent:
+        assert token[-40:] not in page
+    assert "YII" not in page  # no SPNEGO token at all
 
 
 def test_curl_with_a_ticket_through_connect(realm, proxy, tls_origin):

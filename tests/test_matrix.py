@@ -155,3 +155,29 @@ def test_invalid_scenario_is_na_with_its_first_problem(tmp_path: Path):
     matrix = run_matrix([here], (Case("bad", "Bad", "bad.yaml", user="a"),), tmp_path)
     (cell,) = matrix.rows[0].cells.values()
     assert (cell.kind, cell.text) == ("na", "n/a (scenario invalid: bad.yaml:1: unsupported scenario version 2)")
+
+
+@pytest.mark.e2e
+def test_kerberos_column_runs_a_throwaway_kdc(tmp_path: Path):
+    """One KDC for the run, alice kinit'ed: curl, git and a gssapi token get through; requests stops at the 407."""
+    from kerberosrealm import need_kerberos
+
+    need_kerberos()
+    out = tmp_path / "docs" / "compat.md"
+    clients = "curl,git,requests,python-gssapi,java-urlconnection"
+    done = mitm407_cli("matrix", "-q", "--clients", clients, "--cases", "basic,kerberos", "-o", str(out),
+                       "--scenario-dir", str(SCENARIOS), timeout=180)
+    assert done.returncode == 0, done.stderr
+    markdown = out.read_text(encoding="utf-8")
+    rows = table(markdown)
+    assert row_of(rows, "curl ")["Negotiate/Kerberos"] == "ok"  # --proxy-negotiate: the token with the first request
+    assert row_of(rows, "git ")["Negotiate/Kerberos"] == "ok"
+    gssapi_row = row_of(rows, "Python gssapi ")
+    assert gssapi_row == {"Basic": "n/a (negotiate only)", "Negotiate/Kerberos": "ok"}
+    cell = row_of(rows, "requests ")["Negotiate/Kerberos"]
+    assert cell.startswith("[fails (407)](") and cell.endswith("]")  # with its note: no Negotiate for proxies
+    assert "requests has no Negotiate for proxies" in markdown
+    java = [label for label in rows if label.startswith("Java HttpURLConnection")]
+    if java:  # JGSS reads the realm's krb5.conf and ticket cache; it waits for the 407 Negotiate
+        assert rows[java[0]]["Negotiate/Kerberos"] in ("ok (answered 407)", "not installed")
+    assert "wonderland" not in markdown + done.stderr  # alice's Kerberos password (scenarios/negotiate-kerberos.yaml)

@@ -9,6 +9,7 @@ from mitm407.core.rules import Outcome
 from mitm407.scenario.load import parse_scenario
 
 SCENARIO = textwrap.dedent("""\
+    version: 1
     users: {a: b}
     rules:
       - match: {host: ["*.intranet.example", "wiki.corp"]}

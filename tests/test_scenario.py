@@ -16,8 +16,12 @@ SCENARIOS = sorted(repo_scenario_dir().glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    """A scenario file; ``version: 1`` (required) is added last when missing, so line numbers stay."""
+    text = textwrap.dedent(text)
+    if text and "version:" not in text:
+        text += "version: 1\n"
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -135,9 +139,9 @@ def test_rules_compile_and_bad_values(tmp_path):
 
 
 def test_yaml_syntax_error_is_located(tmp_path):
-    path = write(tmp_path, "users:\n  a: [b\n")
+    path = write(tmp_path, "version: 1\nusers:\n  a: [b\n")
     out = problems(path)
-    assert len(out) == 1 and out[0].startswith(f"{path}:3:1: YAML syntax error")
+    assert len(out) == 1 and out[0].startswith(f"{path}:4:1: YAML syntax error")
 
 
 def test_unsupported_version_and_empty_file(tmp_path):
@@ -176,3 +180,64 @@ def test_check_command_output_and_exit_code(tmp_path):
     ]
     assert f"{good}: ok" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+# -- validation that was silent ------------------------------------------------------
+
+
+def test_version_is_required(tmp_path):
+    missing = tmp_path / "m.yaml"
+    missing.write_text("users: {a: b}\n")
+    assert problems(missing) == [
+        f"{missing}:1:1: the scenario needs 'version: 1' (the version of the scenario format it is written for)"
+    ]
+    empty = tmp_path / "e.yaml"
+    empty.write_text("version:\nusers: {a: b}\n")
+    assert problems(empty)[0].startswith(f"{empty}:1:9: the scenario needs 'version: 1'")
+
+
+def test_schemes_must_be_a_list(tmp_path):
+    path = write(tmp_path, "users: {a: b}\nschemes: basic\n")
+    assert problems(path) == [
+        f"{path}:2:10: 'schemes' must be a list (e.g. schemes: [basic] or schemes: [digest, basic])"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("users", "keys"),
+    [("users: {}\n", "'users'"), ("htpasswd: empty.htpasswd\n", "'htpasswd'"),
+     ("users: {}\nhtdigest: empty.htpasswd\n", "'users' and 'htdigest'")],
+)
+def test_required_auth_with_no_user_at_all(tmp_path, users, keys):
+    (tmp_path / "empty.htpasswd").write_text("# nobody yet\n")
+    path = write(tmp_path, users + "rules:\n  - match: {path: /x}\n    auth: required\ndefault: none\n")
+    assert problems(path) == [
+        f"{path}:1:1: the scenario requires authentication but its {keys} define no users "
+        "(nobody could ever authenticate: add a user, or set 'default: none' / 'auth: none')"
+    ]
+
+
+def test_no_users_error_is_not_added_to_a_users_error(tmp_path):
+    path = write(tmp_path, 'users: {a: "env:UNSET_FOR_TEST"}\n')
+    assert problems(path) == [f"{path}:1:12: environment variable UNSET_FOR_TEST is not set"]
+
+
+@pytest.mark.e2e  # runs mitm407 check
+def test_check_prints_one_line_per_problem_and_escapes_control_characters(tmp_path):
+    path = write(tmp_path, 'users: {a: b}\n"bad\\u001b[31mkey\\nx": 1\nschemes: basic\n')
+    result = mitm407_cli("check", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{path}:2:1: unknown key 'bad\\x1b[31mkey\\nx' in the scenario (expected one of: basic, cache, default, "
+        "description, digest, faults, htdigest, htpasswd, login_hint, name, negotiate, ntlm, realm, response, "
+        "rules, schemes, users, version)",
+        f"{path}:3:10: 'schemes' must be a list (e.g. schemes: [basic] or schemes: [digest, basic])",
+    ]
+
+
+def test_many_problems_are_counted_past_a_hundred(tmp_path):
+    (tmp_path / "bad.htpasswd").write_text("".join(f"user{i}\n" for i in range(150)))
+    path = write(tmp_path, "htpasswd: bad.htpasswd\n")
+    out = problems(path)
+    assert len(out) == 101 and out[-1].endswith("... and 50 more problems")

@@ -202,6 +202,11 @@ SECTION_TITLES = {
         "`rules[].match:`",
         "Every condition given must hold; a list means any of its items. An empty `match` matches everything.",
     ),
+    "pac": (
+        "`pac:`",
+        "The PAC file this proxy serves at `/proxy.pac` and `/wpad.dat` on its own address, without "
+        "authentication; absent, it is generated from `rules` and `default`. See [PAC and WPAD](../pac.md).",
+    ),
     "cache": ("`cache:`", "The verified-credentials cache (Basic): a slow hash is checked once per credential."),
     "response": (
         "`response:`",
@@ -267,6 +272,8 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("", "cache", "mapping", "", "verified-credentials cache (below)", {"ttl": 60}),
     Key("", "response", "mapping", "", "exact shape of refusals (below)", {"status": 407}),
+    Key("", "pac", "mapping", "(generated)", "the PAC file served at `/proxy.pac` and `/wpad.dat` (below)",
+        {"fault": "unreachable"}),
     Key("users.NAME", "password", "string", "(required)", "the password, or `env:VAR`, or `file:PATH`", "x"),
     Key("users.NAME", "domain", "string", "", "the user's NTLM domain (see `ntlm.domain_check`)", "CORP"),
     Key("basic", "charset", "bool", "", 'advertise `charset="UTF-8"` (RFC 7617 §2.1)', False),
@@ -309,6 +316,14 @@ KEYS: tuple[Key, ...] = (
     Key(
         "rules[].match", "client", "CIDR or list", "", "client address, e.g. `10.0.0.0/8`, `::1` (IPv4-mapped IPv6 "
         "addresses match IPv4 networks)", ["10.0.0.0/8", "::1"],
+    ),
+    Key("pac", "text", "string", "", "PAC JavaScript served verbatim instead of the generated one",
+        'function FindProxyForURL(url, host) { return "DIRECT"; }'),
+    Key(
+        "pac", "fault", "name or mapping", "", "`unreachable` (the PAC URL answers 404; settings `status`: 400-599, "
+        "`close: true`: the connection is closed unanswered) or `dead_proxy` (the PAC names a port where nothing "
+        "listens; settings `proxy: HOST:PORT` names one, `fallback: true` lists this proxy after it), written as "
+        "faults are: `name` or `{name: {settings}}`", {"dead_proxy": {"proxy": "127.0.0.1:9", "fallback": True}},
     ),
     Key("cache", "ttl", "seconds", "", "how long a verified credential is trusted", 60),
     Key("cache", "max_entries", "int", "", "bound on the cache; the oldest entry is dropped first", 10),

@@ -28,14 +28,16 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: bounds on request heads, challenge and validate, relay CONNECT
-    refusals, the hop log."""
+    """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file (before the auth addon: a PAC
+    fetch needs no credentials), challenge and validate, relay CONNECT refusals, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
         from mitm407.proxy.limits import Limits
+        from mitm407.proxy.pac import Pac
     except ImportError as e:
         from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
         return [Unavailable(missing_dependency_message(e))]
-    return [Limits(), Addon(), ConnectRelay(), *hoplog_addons()]
+    auth = Addon()
+    return [Limits(), Pac(lambda: auth.scenario), auth, ConnectRelay(), *hoplog_addons()]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mitm407.core.problems import ScenarioError
+from mitm407.core.files import shown
+from mitm407.core.problems import Problem, ScenarioError
 from mitm407.scenario.load import load_scenario, resolve_scenario_path
 
 
@@ -25,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             for problem in e.problems:
                 print(problem, file=sys.stderr)
+            continue
+        except Exception as e:  # noqa: BLE001 (a bug in the loader: still one line, never a traceback)
+            failed += 1
+            print(Problem(shown(path), 1, 1, f"cannot load scenario: {type(e).__name__}: {e}"), file=sys.stderr)
             continue
         print(f"{path}: ok ({scenario.name}: {len(scenario.users)} users, schemes {', '.join(scenario.schemes)})")
     return 1 if failed else 0

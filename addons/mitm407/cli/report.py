@@ -9,10 +9,11 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
 
-from mitm407.hoplog.html import DEFAULT_MAX_FLOWS, render_lines
-from mitm407.hoplog.summary import FORMATTERS, summarize_lines
+from mitm407.hoplog.html import DEFAULT_MAX_FLOWS, render_report
+from mitm407.hoplog.summary import FORMATTERS, parse_lines, summarize_records
 
 
 def positive(text: str) -> int:
@@ -38,10 +39,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def render(args: argparse.Namespace, lines: TextIO) -> str:
+class Tally:
+    """Counts the readable records that pass through, for "no readable line" (read once: stdin cannot rewind)."""
+
+    def __init__(self) -> None:
+        self.readable = 0
+        self.unreadable = 0
+
+    def records(self, lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
+        for record in parse_lines(lines):
+            if record is None:
+                self.unreadable += 1
+            else:
+                self.readable += 1
+            yield record
+
+
+def render(args: argparse.Namespace, lines: TextIO, tally: Tally) -> str:
+    records = tally.records(lines)
     if args.html:
-        return render_lines(lines, args.max_flows, title=f"mitm407 hop log: {os.path.basename(args.file)}")
-    return FORMATTERS[args.format](summarize_lines(lines).as_dict())
+        return render_report(records, args.max_flows, title=f"mitm407 hop log: {os.path.basename(args.file)}")
+    return FORMATTERS[args.format](summarize_records(records).as_dict())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +67,15 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             lines = sys.stdin if args.file == "-" else stack.enter_context(
                 open(args.file, encoding="utf-8", errors="replace"))
-            text = render(args, lines)
+            tally = Tally()
+            text = render(args, lines, tally)
     except OSError as e:
         print(f"mitm407 report: cannot read {args.file}: {e.strerror}", file=sys.stderr)
         return 2
+    if not tally.readable:  # a wrong file (or an empty log): say so rather than report "0 flows" and succeed
+        what = f"{tally.unreadable} lines, none a hop-log record (a JSON object)" if tally.unreadable else "it is empty"
+        print(f"mitm407 report: no readable hop-log line in {args.file}: {what}", file=sys.stderr)
+        return 1
     if not args.output:
         sys.stdout.write(text)
         return 0

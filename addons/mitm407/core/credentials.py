@@ -11,12 +11,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mitm407.core.files import KIB, UnreadableFile, read_regular_file, shown
 from mitm407.core.problems import Problems
+
+MAX_SECRET_BYTES = 64 * KIB  # a ``file:`` password: far above any password, far below "read /dev/zero"
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -212,9 +216,28 @@ def resolve_password(spec: str, base: Path, env: Mapping[str, str] | None = None
     if spec.startswith("file:"):
         path = base / spec[5:]
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n"), ""
-        except OSError as e:
-            return None, f"cannot read password file {path}: {e.strerror}"
-        except ValueError:  # a NUL or a lone surrogate in the name
-            return None, f"cannot read password file {ascii(str(path))}: not a valid file name"
+            return read_regular_file(path, MAX_SECRET_BYTES).rstrip("\r\n"), ""
+        except UnreadableFile as e:  # a FIFO or /dev/zero is refused, never waited on or read forever
+            return None, f"cannot read password file {shown(path)}: {e.reason}"
     return spec, ""
+
+
+# The Python package each secret kind needs to be verified (import name; its pip name is the same).
+SECRET_PACKAGES = {"bcrypt": "bcrypt"}
+
+
+def missing_package(secret: Secret) -> str | None:
+    """The package that ``secret.verify`` would import and that cannot be imported here, if any.
+
+    Checked at load: a hash nobody can verify must stop ``check``, start-up
+    and reload with a located error, not fail at the first login (where an
+    exception on the decision path could let a request through).
+    """
+    package = SECRET_PACKAGES.get(secret.kind)
+    if package is None:
+        return None
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return package
+    return None

@@ -11,6 +11,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+MAX_REPORTED = 100  # problems listed one by one; the rest are counted
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,8 +25,17 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
+        """One line, printable: a message quoting the file (a key, a YAML error) may hold
+        newlines or terminal escapes; each such character is shown escaped."""
         text = f"{self.file}:{self.line}:{self.col}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
+        return printable(f"{text} ({self.hint})" if self.hint else text)
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, ESC, NUL, U+2028...) backslash-escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class ScenarioError(ValueError):
@@ -48,8 +59,16 @@ class Problems:
         self.items.extend(problems)
 
     def raise_if_any(self) -> None:
-        if self.items:
-            raise ScenarioError(sorted(self.items, key=lambda p: (p.file, p.line, p.col)))
+        """Raise every problem, in file order; past ``MAX_REPORTED`` the rest is one counted line
+        (a million-line htpasswd of bad lines must not print a million errors)."""
+        if not self.items:
+            return
+        items = sorted(self.items, key=lambda p: (p.file, p.line, p.col))
+        if len(items) > MAX_REPORTED:
+            rest = items[MAX_REPORTED]
+            more = len(items) - MAX_REPORTED
+            items = [*items[:MAX_REPORTED], Problem(rest.file, rest.line, rest.col, f"... and {more} more problems")]
+        raise ScenarioError(items)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -97,6 +97,8 @@ class Match:
     methods: frozenset[str] | None = None
     connect: bool | None = None
     clients: tuple[IPNetwork, ...] | None = None
+    # the globs ``hosts`` was compiled from, lowercased, in file order: a PAC file (scenario/pac.py) re-states them
+    host_globs: tuple[str, ...] | None = None
 
     def matches(self, facts: RequestFacts) -> bool:
         if self.connect is not None and facts.is_connect != self.connect:
@@ -197,6 +199,7 @@ def parse_match(reader: Reader, node: Node | None) -> Match:
     m.finish()
     return Match(
         hosts=compile_hosts(hosts) if hosts else None,
+        host_globs=tuple(g.lower() for g in hosts) if hosts else None,
         ports=frozenset(ports) if ports else None,
         path_prefixes=prefixes,
         path_regex=regex,

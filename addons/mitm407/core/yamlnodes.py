@@ -18,20 +18,89 @@ from mitm407.core.problems import Problems, ScenarioError, did_you_mean
 Node = yaml.Node
 
 
-def compose(text: str, file: str) -> Node | None:
-    """Parse YAML text into a node graph; syntax errors become a ScenarioError."""
+MAX_DEPTH = 32  # nested mappings/lists: a real scenario uses under 10
+MAX_NODES = 500_000  # nodes of the document with every alias expanded (a "billion laughs" stops here)
+
+
+class LimitExceeded(yaml.MarkedYAMLError):
+    """The document is deeper or larger than ``compose`` allows."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, bounded in nesting depth and in expanded size.
+
+    PyYAML composes recursively: ~500 levels of ``[[[...`` (1 KB of text)
+    exhaust Python's stack, and the RecursionError escaped as a traceback
+    (and killed the reload watcher). Aliases are not expanded by composing,
+    but anything that walks the graph sees them expanded, and PyYAML lets an
+    anchor be used inside its own node (a cycle). Both are refused here, at
+    the node that crosses the line.
+    """
+
+    def __init__(self, text: str, max_depth: int, max_nodes: int) -> None:
+        super().__init__(text)
+        self.max_depth = max_depth
+        self.max_nodes = max_nodes
+        self.depth = 0
+        self.sizes: dict[int, int] = {}  # id(node) -> node count with aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            if id(node) not in self.sizes:  # still being composed: the alias is inside its own anchor
+                raise LimitExceeded(None, None, f"alias *{event.anchor} refers to a node that contains it",
+                                    event.start_mark)
+            return node
+        start = self.peek_event().start_mark
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise LimitExceeded(None, None, f"nested more than {self.max_depth} levels deep", start)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        size = 1 + sum(self.sizes[id(child)] for child in _children(node))
+        if size > self.max_nodes:
+            raise LimitExceeded(None, None, f"more than {self.max_nodes} values (aliases expanded)", start)
+        self.sizes[id(node)] = size
+        return node
+
+
+def _children(node: Node) -> Iterator[Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
+def compose(text: str, file: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Node | None:
+    """Parse YAML text into a node graph; syntax errors and limits become a ScenarioError."""
+    loader = None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _BoundedLoader(text, max_depth, max_nodes)  # checks the characters already
+        return loader.get_single_node()
+    except LimitExceeded as e:
+        raise _located(file, e.problem_mark, f"YAML document too large: {e.problem}",
+                       f"at most {max_depth} levels and {max_nodes} values") from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problems = Problems()
-        problems.add(file, line, col, f"YAML syntax error: {e.problem or e}")
-        raise ScenarioError(problems.items) from None
+        raise _located(file, e.problem_mark or e.context_mark, f"YAML syntax error: {e.problem or e}") from None
     except yaml.YAMLError as e:  # e.g. a reader error on bad bytes
-        problems = Problems()
-        problems.add(file, 1, 1, f"YAML error: {e}")
-        raise ScenarioError(problems.items) from None
+        raise _located(file, getattr(e, "problem_mark", None), f"YAML error: {e}") from None
+    except RecursionError:  # a stack already deep when called: still one located error, never a traceback
+        raise _located(file, None, "YAML document nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _located(file: str, mark: yaml.Mark | None, message: str, hint: str = "") -> ScenarioError:
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problems = Problems()
+    problems.add(file, line, col, message, hint)
+    return ScenarioError(problems.items)
 
 
 _TYPE_NAMES = {

@@ -258,6 +258,16 @@ def credentials_label(record: Mapping[str, Any]) -> str:
     return f"auth: {auth.get('result')}"
 
 
+def decision_label(record: Mapping[str, Any]) -> str:
+    """Why this hop let the request on (under the "forwarded" arrow): for Negotiate and NTLM, whose user the
+    handshake proved and how (mutual authentication, connection authenticated); never a token."""
+    auth = _map(record, "auth")
+    if auth.get("result") not in ("ok", "bypass"):
+        return ""
+    user = _text(auth.get("user"))
+    return f"auth {auth.get('result')}" + (f" ‹{user}›" if user else "") + f": {_text(auth.get('reason'))}"
+
+
 def diagram(record: Mapping[str, Any], known: Names = NO_NAMES) -> str:
     lanes = lanes_of(record, known)
     answerer = answering_index(record, lanes, known)
@@ -271,7 +281,7 @@ def diagram(record: Mapping[str, Any], known: Names = NO_NAMES) -> str:
     y = LANE_TOP + 26
     for index in range(reached):
         label = request_label(record) if index == 0 else "forwarded"
-        sub = credentials_label(record) if index == 0 else ""
+        sub = credentials_label(record) if index == 0 else decision_label(record) if index == 1 else ""
         rows.append(_arrow("request", index, index + 1, y, label, {"from": lanes[index].name,
                                                                     "to": lanes[index + 1].name}, sublabel=sub))
         y += ROW_HEIGHT

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import weakref
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import replace
@@ -39,6 +38,7 @@ from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.proxy.mitmproxy_compat import offer_hook
+from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
 from mitm407.schemes.base import printable
@@ -119,18 +119,6 @@ def error_response(hop_name: str, status: int = 500) -> http.Response:
     return http.Response.make(status, body.encode("utf-8", "surrogateescape"), headers)
 
 
-def file_signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of each file: what the reload watcher compares."""
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            out.append((path, st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append((path, -1, -1))
-    return tuple(out)
-
-
 class Addon:
     """Challenge, validate and record proxy authentication as a scenario says."""
 
@@ -149,7 +137,7 @@ class Addon:
         # One table, one lookup per request: most connections earned nothing and are not in it.
         self.connections: MutableMapping[connection.Client, ConnectionState] = weakref.WeakKeyDictionary()
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
-        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self.reloader = Reloader(lambda: self.scenario, self.install)
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
         self._started = False  # mitmproxy's start-up error check is over (see ``fail``)
@@ -170,6 +158,12 @@ class Addon:
             int,
             1,
             "Seconds between checks of the scenario file (and files it names) for edits; 0 turns reloading off.",
+        )
+        loader.add_option(
+            "scenario_settle",
+            int,
+            DEFAULT_SETTLE,
+            "Seconds an edited scenario file must stay unchanged before it is reloaded (not half-written).",
         )
         add_hop_name_option(loader)
 
@@ -203,7 +197,7 @@ class Addon:
         """Swap in a new scenario: new schemes, empty caches, tunnels kept."""
         self.scenario = scenario
         self.gate = Gate(scenario)
-        self._signature = file_signature(scenario.files)
+        self.reloader.loaded(scenario)
         self.attach_hooks()
 
     def attach_hooks(self) -> None:
@@ -267,26 +261,8 @@ class Addon:
             logger.info("mitm407: passwords are defined in %s (not printed)", scenario.path)
 
     async def watch(self) -> None:
-        """Poll the scenario's files; a bad edit keeps the last good scenario."""
-        while True:
-            interval = ctx.options.scenario_reload
-            await asyncio.sleep(interval if interval > 0 else 1)
-            if interval > 0 and self.scenario is not None:
-                self.check_reload()
-
-    def check_reload(self) -> None:
-        assert self.scenario is not None
-        signature = file_signature(self.scenario.files)
-        if signature == self._signature:
-            return
-        self._signature = signature
-        try:
-            scenario = load_scenario(self.scenario.path)
-        except ScenarioError as e:
-            logger.error("mitm407: scenario edit rejected, keeping the previous one:\n%s", e)
-            return
-        self.install(scenario)
-        logger.info("mitm407: reloaded scenario '%s' from %s", scenario.name, scenario.path)
+        """Poll the scenario's files (``proxy/reload.py``): a bad edit keeps the last good scenario."""
+        await self.reloader.run(lambda: ctx.options.scenario_reload, lambda: ctx.options.scenario_settle)
 
     # -- hooks ---------------------------------------------------------------
     # Every hook that can let a request through calls ``decide``. Hooks are sync (a coroutine per

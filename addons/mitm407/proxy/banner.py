@@ -81,7 +81,7 @@ def describe_fault(spec: Any) -> str:
 def fault_lines(scenario: Scenario) -> Iterable[str]:
     for spec in scenario.faults:
         yield f"all requests: {describe_fault(spec)}"
-    for rule in scenario.rule_list():
+    for rule in scenario.rules.rules:
         for spec in rule.faults:
             yield f"{rule.label}: {describe_fault(spec)}"
 

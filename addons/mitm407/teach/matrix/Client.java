@@ -1,6 +1,6 @@
 // One request through a proxy with java.net.http.HttpClient (compiled by the matrix).
 //
-//   java -cp DIR Client URL PROXY_PORT [USER PASSWORD] [--ca FILE]
+//   java -cp DIR Client URL PROXY_HOST PROXY_PORT [USER PASSWORD] [--ca FILE]
 //
 // The proxy is set with ProxySelector.of and credentials with an Authenticator
 // (the only way HttpClient takes proxy credentials): HttpClient never sends
@@ -28,25 +28,13 @@ import javax.net.ssl.TrustManagerFactory;
 public class Client {
     public static void main(String[] argv) {
         List<String> args = new ArrayList<>(Arrays.asList(argv));
-        String ca = null;
-        int at = args.indexOf("--ca");
-        if (at >= 0) { ca = args.get(at + 1); args.remove(at + 1); args.remove(at); }
+        String ca = takeCa(args);
         try {
             HttpClient.Builder builder = HttpClient.newBuilder()
                 .version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(Duration.ofSeconds(20))
-                .proxy(ProxySelector.of(new InetSocketAddress("127.0.0.1", Integer.parseInt(args.get(1)))));
-            if (args.size() >= 4) {
-                final String user = args.get(2);
-                final char[] password = args.get(3).toCharArray();
-                builder.authenticator(new Authenticator() {
-                    @Override
-                    protected PasswordAuthentication getPasswordAuthentication() {
-                        if (getRequestorType() != RequestorType.PROXY) return null;
-                        return new PasswordAuthentication(user, password);
-                    }
-                });
-            }
+                .proxy(ProxySelector.of(new InetSocketAddress(args.get(1), Integer.parseInt(args.get(2)))));
+            if (args.size() >= 5) builder.authenticator(proxyAuthenticator(args.get(3), args.get(4).toCharArray()));
             if (ca != null) builder.sslContext(trusting(ca));
             HttpRequest request = HttpRequest.newBuilder(URI.create(args.get(0))).timeout(Duration.ofSeconds(20)).build();
             HttpResponse<String> response = builder.build().send(request, HttpResponse.BodyHandlers.ofString());
@@ -55,6 +43,27 @@ public class Client {
             System.out.println("ERROR " + e.getClass().getSimpleName() + ": " + e.getMessage());
             System.exit(1);
         }
+    }
+
+    // "--ca FILE" taken out of args (the other arguments are positional); null without it.
+    static String takeCa(List<String> args) {
+        int at = args.indexOf("--ca");
+        if (at < 0) return null;
+        String ca = args.get(at + 1);
+        args.remove(at + 1);
+        args.remove(at);
+        return ca;
+    }
+
+    // The user's credentials, given only when the proxy asks (a 407), never to a server's 401.
+    static Authenticator proxyAuthenticator(final String user, final char[] password) {
+        return new Authenticator() {
+            @Override
+            protected PasswordAuthentication getPasswordAuthentication() {
+                if (getRequestorType() != RequestorType.PROXY) return null;
+                return new PasswordAuthentication(user, password);
+            }
+        };
     }
 
     static SSLContext trusting(String caFile) throws Exception {

@@ -26,6 +26,7 @@ class Case:
     challenge: bool = False  # client set up to wait for the 407 and answer it (curl --proxy-anyauth)
     expect: int = 200  # final status the client should report
     scheme: str = "basic"  # the auth scheme the client should use (curl --proxy-digest, ...)
+    ticket: bool = False  # Kerberos: the runner starts a throwaway KDC and kinits ``user`` before the attempt
     explain: str = ""  # one line under the table
 
 
@@ -96,6 +97,18 @@ CASES: tuple[Case, ...] = (
         explain="Digest with algorithm=SHA-256 only, no MD5 (RFC 7616).",
     ),
     Case("ntlm", "NTLM", "ntlm.yaml", user="alice", challenge=True, scheme="ntlm", explain="NTLM handshake."),
+    Case(
+        "kerberos",
+        "Negotiate/Kerberos",
+        "negotiate-kerberos.yaml",
+        user="alice",
+        scheme="negotiate",
+        ticket=True,
+        explain="Negotiate-only proxy (no NTLM fallback) in a throwaway MIT KDC's realm `CORP.TEST`: the client holds "
+        "a ticket for alice (kinit) and reaches the proxy as `localhost` (its key is for `HTTP/localhost`). curl "
+        "`--proxy-negotiate -U :`; git `http.proxyAuthMethod=negotiate` with an empty user (`http://:@localhost`); "
+        "Java with the realm's krb5.conf and `useSubjectCredsOnly=false`; other clients as usual (user and password).",
+    ),
 )
 
 

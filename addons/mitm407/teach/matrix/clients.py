@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -41,11 +41,21 @@ class Attempt:
     ca_file: str | None  # mitmproxy's CA, for HTTPS (the proxy intercepts the tunnel)
     workdir: Path  # a fresh empty directory for this attempt
     toolsdir: Path  # shared per-run build output (compiled Java)
+    # Kerberos: the proxy's name must match its service key (HTTP/localhost), and the client reads the
+    # realm's krb5.conf and credential cache from the environment (KRB5_CONFIG, KRB5CCNAME)
+    proxy_host: str = "127.0.0.1"
+    env: Mapping[str, str] = field(default_factory=dict)
+    krb5_conf: str | None = None
+
+    @property
+    def negotiate(self) -> bool:
+        return self.scheme == "negotiate"
 
     def proxy_url(self, with_credentials: bool = True) -> str:
+        where = f"{self.proxy_host}:{self.proxy_port}"
         if self.user is None or not with_credentials:
-            return f"http://127.0.0.1:{self.proxy_port}"
-        return f"http://{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@127.0.0.1:{self.proxy_port}"
+            return f"http://{where}"
+        return f"http://{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@{where}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Client:
     probe: Callable[[], str | None]
     run: Callable[[Attempt], Observation]
     prepare: Callable[[Path], str | None] = field(default=lambda toolsdir: None)  # error text if it cannot
+    schemes: frozenset[str] | None = None  # a row about some schemes only (None: every case)
 
 
 # -- helpers --------------------------------------------------------------------
@@ -161,13 +172,15 @@ CURL_SCHEME_OPTIONS = {"digest": "--proxy-digest", "ntlm": "--proxy-ntlm"}
 def run_curl(a: Attempt) -> Observation:
     args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_connect}", "--max-time", "30"]
     args += ["-x", a.proxy_url(with_credentials=False)]
-    if a.user is not None:
+    if a.negotiate:  # the ticket is the credential: an empty user name makes curl use it (curl's docs)
+        args += ["--proxy-negotiate", "--proxy-user", ":"]
+    elif a.user is not None:
         args += ["--proxy-user", f"{a.user}:{a.password}"]
         if a.challenge:  # the scheme's own option: curl sends nothing until the 407 names it
             args += [CURL_SCHEME_OPTIONS.get(a.scheme, "--proxy-anyauth")]
     if a.ca_file:
         args += ["--cacert", a.ca_file]
-    code, output = execute([*args, a.url])
+    code, output = execute([*args, a.url], env=client_env(a.env))
     codes = [int(c) for c in output.split()[:2] if c.isdigit() and int(c)]
     status = codes[0] if codes else find_status(output)
     return Observation(status, code, "" if code == 0 else excerpt(output.split("\n", 1)[-1]))
@@ -179,13 +192,14 @@ def run_curl(a: Attempt) -> Observation:
 def python_client(library: str) -> Callable[[Attempt], Observation]:
     def run(a: Attempt) -> Observation:
         args = [sys.executable, str(HERE / "pyclient.py"), library, a.url, str(a.proxy_port)]
+        args += ["--proxy-host", a.proxy_host]
         if a.user is not None:
             args += ["--user", a.user, "--password", a.password or ""]
         if a.challenge:
             args += ["--challenge", a.scheme]
         if a.ca_file:
             args += ["--ca", a.ca_file]
-        return observe(*execute(args))
+        return observe(*execute(args, env=client_env(a.env)))
 
     return run
 
@@ -196,11 +210,15 @@ def python_client(library: str) -> Callable[[Attempt], Observation]:
 def run_git(a: Attempt) -> Observation:
     home = a.workdir / "home"
     home.mkdir()
-    env = client_env({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+    env = client_env({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", **a.env})
     env.pop("GIT_ASKPASS", None)
     env.pop("SSH_ASKPASS", None)
-    args = ["git", "-c", f"http.proxy={a.proxy_url()}", "-c", "credential.helper="]
-    if a.challenge:
+    # Negotiate: git hands libcurl proxy credentials only with a user name in the URL; an empty one will do
+    proxy = a.proxy_url(with_credentials=False).replace("://", "://:@") if a.negotiate else a.proxy_url()
+    args = ["git", "-c", f"http.proxy={proxy}", "-c", "credential.helper="]
+    if a.negotiate:
+        args += ["-c", "http.proxyAuthMethod=negotiate"]
+    elif a.challenge:
         args += ["-c", "http.proxyAuthMethod=anyauth"]
     if a.ca_file:
         args += ["-c", f"http.sslCAInfo={a.ca_file}"]
@@ -227,7 +245,7 @@ def run_pip(a: Attempt) -> Observation:
     args += ["--proxy", a.proxy_url(), "--index-url", f"{a.base_url}/simple/"]
     if a.ca_file:
         args += ["--cert", a.ca_file]
-    code, output = execute([*args, "mitm407-probe"], env=env)
+    code, output = execute([*args, "mitm407-probe"], env={**env, **a.env})
     got = any(dest.glob("*.whl")) if dest.exists() else False
     return observe(code, output, success_status=200 if got else None)
 
@@ -241,7 +259,7 @@ def run_node(a: Attempt) -> Observation:
         args += [a.user, a.password or ""]
     if a.ca_file:
         args += ["--ca", a.ca_file]
-    return observe(*execute(args))
+    return observe(*execute(args, env=client_env(a.env)))
 
 
 def undici_dir() -> Path | None:
@@ -266,7 +284,7 @@ def run_undici(a: Attempt) -> Observation:
     args = ["node", str(HERE / "undiciclient.js"), a.url, a.proxy_url()]
     if a.ca_file:
         args += ["--ca", a.ca_file]
-    return observe(*execute(args, env=client_env({"UNDICI": str(undici_dir())})))
+    return observe(*execute(args, env=client_env({"UNDICI": str(undici_dir()), **a.env})))
 
 
 # -- Java -------------------------------------------------------------------------
@@ -278,23 +296,30 @@ def java_version() -> str | None:
     return first_line_version(["java", "-version"], r'version "([^"]+)"')
 
 
+JAVA_SOURCES = ("Client", "UrlConnectionClient")
+
+
 def compile_java(toolsdir: Path) -> str | None:
+    """Both Java clients, once per run (the rows share the output directory)."""
     out = toolsdir / "java"
-    if (out / "Client.class").exists():
+    if all((out / f"{name}.class").exists() for name in JAVA_SOURCES):
         return None
     out.mkdir(parents=True, exist_ok=True)
-    code, output = execute(["javac", "-d", str(out), str(HERE / "Client.java")])
+    code, output = execute(["javac", "-d", str(out), *(str(HERE / f"{name}.java") for name in JAVA_SOURCES)])
     return None if code == 0 else f"javac failed: {excerpt(output)}"
 
 
-def java_client(*jvm_flags: str) -> Callable[[Attempt], Observation]:
+def java_client(*jvm_flags: str, main: str = "Client") -> Callable[[Attempt], Observation]:
     def run(a: Attempt) -> Observation:
-        args = ["java", *jvm_flags, "-cp", str(a.toolsdir / "java"), "Client", a.url, str(a.proxy_port)]
+        flags = list(jvm_flags)
+        if a.krb5_conf:  # JGSS: the realm's configuration, and the ticket cache rather than a JAAS login
+            flags += [f"-Djava.security.krb5.conf={a.krb5_conf}", "-Djavax.security.auth.useSubjectCredsOnly=false"]
+        args = ["java", *flags, "-cp", str(a.toolsdir / "java"), main, a.url, a.proxy_host, str(a.proxy_port)]
         if a.user is not None:
             args += [a.user, a.password or ""]
         if a.ca_file:
             args += ["--ca", a.ca_file]
-        return observe(*execute(args))
+        return observe(*execute(args, env=client_env(a.env)))
 
     return run
 
@@ -315,6 +340,20 @@ CLIENTS: tuple[Client, ...] = (
         java_version,
         java_client("-Djdk.http.auth.tunneling.disabledSchemes="),
         compile_java,
+    ),
+    Client(
+        "java-urlconnection",
+        "Java HttpURLConnection",
+        java_version,
+        java_client(main="UrlConnectionClient"),
+        compile_java,
+    ),
+    Client(
+        "python-gssapi",
+        "Python gssapi (Negotiate token by hand)",
+        lambda: python_package_version("gssapi"),
+        python_client("gssapi"),
+        schemes=frozenset({"negotiate"}),
     ),
 )
 

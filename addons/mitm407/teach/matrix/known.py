@@ -29,6 +29,10 @@ KNOWN: dict[tuple[str, str], str] = {
     "challenge, never preemptively",
     ("java-tunnel-basic", "challenge-missing"): "HttpClient sends proxy credentials only in answer to a "
     "Proxy-Authenticate challenge, never preemptively",
+    ("java-urlconnection", "connect"): "JDK 8u111+ disables Basic for CONNECT: "
+    "`jdk.http.auth.tunneling.disabledSchemes=Basic` (HttpURLConnection too)",
+    ("java-urlconnection", "challenge-missing"): "HttpURLConnection asks its Authenticator only in answer to a "
+    "Proxy-Authenticate challenge, never preemptively",
 }
 
 _NO_DIGEST = {
@@ -48,3 +52,21 @@ KNOWN[("urllib", "digest-sha256")] = (
     "urllib's ProxyDigestAuthHandler knows MD5 and SHA-1 only: ValueError for SHA-256 (python/cpython#128192; "
     "SHA-256 support from Python 3.14, python/cpython#128193)"
 )
+
+# Negotiate/Kerberos: the proxy offers nothing else, so a client without Negotiate support sends what it has
+# (Basic from the proxy URL) and stops at the 407, as VS Code did (microsoft/vscode#13302).
+_NO_NEGOTIATE = {
+    "urllib": "urllib.request has proxy handlers for Basic and Digest only, no Negotiate: it sends Basic from the "
+    "proxy URL",
+    "requests": "requests has no Negotiate for proxies (Basic from the proxy URL); requests-gssapi answers 401 "
+    "only (pythongssapi/requests-gssapi#35); requests-kerberos answers a 407 since requests/requests-kerberos#149, "
+    "plain HTTP only",
+    "httpx": "httpx sends Basic from the proxy URL only; httpx-gssapi has no Proxy-Authorization "
+    "(pythongssapi/httpx-gssapi#3)",
+    "pip": "pip (requests) sends Basic from the proxy URL only, no Negotiate, and hides the 407",
+    "node": _NO_DIGEST["node"],
+    "undici": "undici's ProxyAgent sends Basic from the proxy URL (or `token`) preemptively; no Negotiate",
+    "java": _NO_DIGEST["java"],
+    "java-tunnel-basic": _NO_DIGEST["java"],
+}
+KNOWN.update({(client, "kerberos"): text for client, text in _NO_NEGOTIATE.items()})

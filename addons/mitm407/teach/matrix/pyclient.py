@@ -1,12 +1,16 @@
 """One request through a proxy with a Python HTTP library (run as a subprocess).
 
-    python pyclient.py LIBRARY URL PROXY_PORT [--user U --password P] [--challenge SCHEME] [--ca FILE]
+    python pyclient.py LIBRARY URL PROXY_PORT [--proxy-host H] [--user U --password P] [--challenge SCHEME]
+                       [--ca FILE]
 
 Prints ``STATUS <code>`` or ``ERROR <Type>: <message>``. Credentials go the
 way each library documents: in the proxy URL (percent-encoded), or, for
 ``--challenge``, to a handler that answers the 407 (urllib only, which has
 Basic and Digest handlers: requests and httpx have none, so they get the URL
-and send Basic preemptively).
+and send Basic preemptively). ``gssapi`` is no library of its own: urllib
+with a Negotiate token that python-gssapi makes from the Kerberos ticket
+cache, in a Proxy-Authorization header set by hand, which is what Python
+code has to do (requests-gssapi and httpx-gssapi answer 401 only).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import sys
 from urllib.parse import quote
 
 
-def proxy_url(port: int, user: str | None, password: str | None) -> str:
-    if user is None:
-        return f"http://127.0.0.1:{port}"
-    return f"http://{quote(user, safe='')}:{quote(password or '', safe='')}@127.0.0.1:{port}"
+def proxy_url(args: argparse.Namespace, with_credentials: bool = True) -> str:
+    """The proxy URL, with the user's credentials percent-encoded unless told otherwise."""
+    where = f"{args.proxy_host}:{args.proxy_port}"
+    if args.user is None or not with_credentials:
+        return f"http://{where}"
+    return f"http://{quote(args.user, safe='')}:{quote(args.password or '', safe='')}@{where}"
 
 
 def with_urllib(args: argparse.Namespace) -> int:
@@ -32,14 +38,14 @@ def with_urllib(args: argparse.Namespace) -> int:
         passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
         # the Basic handler looks the password up by the proxy's host:port, the Digest one by the
         # target URL (AbstractDigestAuthHandler uses req.full_url): register both, as a user must
-        for where in (f"127.0.0.1:{args.proxy_port}", args.url):
+        for where in (f"{args.proxy_host}:{args.proxy_port}", args.url):
             passwords.add_password(None, where, args.user, args.password)
         handlers_by_scheme = {"digest": urllib.request.ProxyDigestAuthHandler}
         handler = handlers_by_scheme.get(args.challenge, urllib.request.ProxyBasicAuthHandler)
         handlers.append(handler(passwords))
-        proxy = proxy_url(args.proxy_port, None, None)
+        proxy = proxy_url(args, with_credentials=False)
     else:
-        proxy = proxy_url(args.proxy_port, args.user, args.password)
+        proxy = proxy_url(args)
     handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
     if args.ca:
         handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=args.ca)))
@@ -54,7 +60,7 @@ def with_urllib(args: argparse.Namespace) -> int:
 def with_requests(args: argparse.Namespace) -> int:
     import requests
 
-    proxy = proxy_url(args.proxy_port, args.user, args.password)
+    proxy = proxy_url(args)
     response = requests.get(args.url, proxies={"http": proxy, "https": proxy}, verify=args.ca or True, timeout=20)
     return response.status_code
 
@@ -63,12 +69,35 @@ def with_httpx(args: argparse.Namespace) -> int:
     import httpx
 
     verify = ssl.create_default_context(cafile=args.ca) if args.ca else True
-    proxy = proxy_url(args.proxy_port, args.user, args.password)
+    proxy = proxy_url(args)
     with httpx.Client(proxy=proxy, verify=verify, timeout=20) as client:
         return client.get(args.url).status_code
 
 
-LIBRARIES = {"urllib": with_urllib, "requests": with_requests, "httpx": with_httpx}
+def with_gssapi(args: argparse.Namespace) -> int:
+    """SPNEGO token for HTTP@<proxy host> from the ticket cache (KRB5CCNAME), sent with the first request."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    import gssapi
+
+    spnego = gssapi.OID.from_int_seq("1.3.6.1.5.5.2")
+    service = gssapi.Name(f"HTTP@{args.proxy_host}", gssapi.NameType.hostbased_service)
+    token = gssapi.SecurityContext(name=service, mech=spnego, usage="initiate").step()
+    proxy = proxy_url(args, with_credentials=False)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    header = {"Proxy-Authorization": f"Negotiate {base64.b64encode(token).decode()}"}
+    request = urllib.request.Request(args.url, headers=header)
+    try:
+        with opener.open(request, timeout=20) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+LIBRARIES = {"urllib": with_urllib, "requests": with_requests, "httpx": with_httpx, "gssapi": with_gssapi}
 
 
 def main() -> int:
@@ -76,6 +105,7 @@ def main() -> int:
     parser.add_argument("library", choices=sorted(LIBRARIES))
     parser.add_argument("url")
     parser.add_argument("proxy_port", type=int)
+    parser.add_argument("--proxy-host", default="127.0.0.1", help="Kerberos: the name its service key is for")
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--challenge", metavar="SCHEME", help="answer the 407 with this scheme's handler")

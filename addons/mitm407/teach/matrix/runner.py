@@ -4,7 +4,9 @@ One mitm407 proxy per scenario file (cases sharing a scenario share it), one
 ``Stage`` origin for the whole run, clients run one at a time so each
 attempt's 407s can be read from the proxy log: that is how the "anyauth"
 case tells a client that answered a challenge from one that sent
-credentials preemptively.
+credentials preemptively. Kerberos cases share one throwaway MIT KDC
+(``mitm407.teach.realm``) whose principals are their scenarios' users; the
+shipped keytab beside ``negotiate-kerberos.yaml`` matches every such realm.
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ from mitm407.core.problems import ScenarioError
 from mitm407.scenario.load import Scenario, load_scenario, repo_scenario_dir
 from mitm407.teach.lab import Mitmdump, start_mitm407
 from mitm407.teach.matrix.cases import Case
-from mitm407.teach.matrix.clients import Attempt, Client, Observation
+from mitm407.teach.matrix.clients import Attempt, Client, Observation, excerpt
 from mitm407.teach.matrix.known import KNOWN
 from mitm407.teach.matrix.stage import Stage
+from mitm407.teach.realm import Realm, RealmError
 
 # Cell kinds, also the CSS classes of the HTML table.
 OK, FAIL, MISSING, NA = "ok", "fail", "missing", "na"
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "n/a (scenario not available)"
-
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def run_matrix(
             for case in cases:
                 if versions[client.id] is None:
                     cells[client.id][case.id] = Cell(MISSING, NOT_INSTALLED)
+                elif client.schemes is not None and case.scheme not in client.schemes:
+                    cells[client.id][case.id] = Cell(NA, f"n/a ({', '.join(sorted(client.schemes))} only)")
                 elif not scenario_path(case, scenario_dir).exists():
                     cells[client.id][case.id] = Cell(NA, NOT_AVAILABLE)
         active = [c for c in clients if versions[c.id] is not None]
@@ -180,27 +184,69 @@ def run_matrix(
                     stack.callback(proxy.stop)
                     proxies[case.scenario] = ProxyLog(proxy), scenario
                     proxies[case.scenario][0].since_last()
+            realm = start_realm(stack, work, [c for c in runnable if c.ticket and c.scenario in proxies], proxies)
             for n, (client, case) in enumerate(((cl, ca) for cl in active for ca in runnable), 1):
                 progress(f"[{n}/{len(active) * len(runnable)}] {client.id} × {case.id}")
+                if case.id in cells[client.id]:  # a row about other schemes
+                    continue
                 if case.scenario in invalid:
                     cells[client.id][case.id] = Cell(NA, invalid[case.scenario])
                     continue
                 if broken[client.id]:
                     cells[client.id][case.id] = Cell(FAIL, broken[client.id] or "")
                     continue
-                cells[client.id][case.id] = attempt_cell(client, case, proxies[case.scenario], stage, work, n)
+                if case.ticket and not isinstance(realm, Realm):
+                    cells[client.id][case.id] = Cell(NA, realm or "n/a (no realm)")
+                    continue
+                cells[client.id][case.id] = attempt_cell(
+                    client, case, proxies[case.scenario], stage, work, n, realm if case.ticket else None
+                )
         rows = tuple(Row(c, versions[c.id], {case.id: cells[c.id][case.id] for case in cases}) for c in clients)
         return Matrix(cases, rows, generated_line())
 
 
+def start_realm(
+    stack: contextlib.ExitStack, work: Path, cases: list[Case], proxies: dict[str, tuple[ProxyLog, Scenario]]
+) -> Realm | str | None:
+    """One KDC for the run's Kerberos cases (None without any), stopped with the run; else why not, as a cell."""
+    if not cases:
+        return None
+    users = {}
+    for case in cases:
+        for name, user in proxies[case.scenario][1].users.items():
+            if user.secret.cleartext is not None:
+                users[name] = user.secret.cleartext
+    realm = Realm(work / "realm", users)
+    try:
+        realm.start()
+    except (RealmError, OSError, subprocess.SubprocessError) as e:
+        realm.stop()
+        return f"n/a (no KDC: {e})"
+    stack.callback(realm.stop)
+    return realm
+
+
 def attempt_cell(
-    client: Client, case: Case, proxy_and_scenario: tuple[ProxyLog, Scenario], stage: Stage, work: Path, n: int
+    client: Client,
+    case: Case,
+    proxy_and_scenario: tuple[ProxyLog, Scenario],
+    stage: Stage,
+    work: Path,
+    n: int,
+    realm: Realm | None = None,
 ) -> Cell:
     log, scenario = proxy_and_scenario
     proxy = log.proxy
     password = scenario.users[case.user].secret.cleartext if case.user else None
     attempt_dir = work / f"attempt-{n}"
     attempt_dir.mkdir()
+    kerberos: dict = {}
+    if realm is not None and case.user:
+        # a fresh ticket for every attempt: no client sees what an earlier one left in the cache
+        kinit = realm.kinit(case.user, password or "")
+        if kinit.returncode != 0:
+            return Cell(NA, f"n/a (kinit {case.user} failed: {excerpt(kinit.stderr.decode(errors='replace'))})")
+        kerberos = {"proxy_host": "localhost", "env": realm.env, "krb5_conf": str(realm.krb5_conf)}
     base = stage.url("", case.https)
     attempt = Attempt(
         url=f"{base}/hello.txt",
@@ -213,6 +259,7 @@ def attempt_cell(
         ca_file=proxy.ca_file if case.https else None,
         workdir=attempt_dir,
         toolsdir=work / "tools",
+        **kerberos,
     )
     try:
         obs = client.run(attempt)
