@@ -115,24 +115,46 @@ def test_the_error_is_logged_once_with_its_traceback(digest_proxy, origin):
 # -- a missing dependency: not forwarded ----------------------------------------------------
 
 
-def test_missing_bcrypt_does_not_forward(mitmdump_factory, origin, tmp_path):
-    import mitmproxy.version
+# The real bcrypt (passlib's self-test on mitmproxy 11 uses its hashpw), except that checkpw raises.
+SHADOW_BCRYPT = """\
+import os, sys
+_here = os.path.dirname(os.path.abspath(__file__))
+_shadow = sys.modules.pop(__name__)
+_path = sys.path[:]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+try:
+    import bcrypt as _real
+finally:
+    sys.path[:] = _path
+    sys.modules[__name__] = _shadow
+globals().update({k: v for k, v in vars(_real).items() if not k.startswith("__") or k == "__about__"})
 
-    if int(mitmproxy.version.VERSION.split(".")[0]) >= 12:
-        pytest.skip("mitmproxy 12 imports bcrypt itself (mitmproxy.utils.htpasswd): it cannot start without it")
+
+def checkpw(password, hashed):
+    raise ModuleNotFoundError("No module named 'bcrypt._bcrypt' (test shadow)")
+"""
+
+
+def test_a_broken_bcrypt_does_not_forward(mitmdump_factory, origin, tmp_path):
+    """bcrypt imports (the load-time check passes) but checking raises, as a broken install's missing
+    extension does (ModuleNotFoundError): the request is answered here, not forwarded.
+
+    (A bcrypt that does not import at all is refused when the scenario loads, with file:line:col.)
+    """
     hashed = "$2b$04$" + "a" * 53  # a bcrypt-shaped hash: checking it needs the bcrypt package
     (tmp_path / "users.htpasswd").write_text(f"slow:{hashed}\n", encoding="utf-8")
     path = tmp_path / "bcrypt.yaml"
     path.write_text("version: 1\nname: no-bcrypt\nhtpasswd: users.htpasswd\nschemes: [basic]\n", encoding="utf-8")
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "bcrypt.py").write_text('raise ImportError("bcrypt is not installed (test shadow)")\n')
+    (shadow / "bcrypt.py").write_text(SHADOW_BCRYPT)
     proxy = mitmdump_factory(options={"scenario": str(path)}, env={"PYTHONPATH": str(shadow)})
     before = len(origin.seen)
     raw = exchange(proxy.port, get(origin, "/bcrypt", f"Proxy-Authorization: {basic('slow', 'wrong')}".encode()))
     assert status(raw) in (407, 500), raw[:300]
     assert len(origin.seen) == before
     assert status(exchange(proxy.port, get(origin, "/after"))) == 407
+    assert "test shadow" in proxy.wait_for_log("internal error while deciding")
 
 
 # -- trust only what was earned ----------------------------------------------------------
