@@ -4,7 +4,7 @@
 (``time.process_time``, best of ``ROUNDS``), so other work on the machine does
 not inflate them:
 
-- ``requestheaders`` of ``Addon`` alone (``authorize`` -> ``request_facts``,
+- ``requestheaders`` of ``Addon`` alone (``decide`` -> ``request_facts``,
   ``Authorizer.evaluate``, ``BasicScheme.verify``, header strip) for a cached
   Basic credential and for the 407 path;
 - the whole per-request work of every addon ``entry.all_addons()`` installs
@@ -60,7 +60,7 @@ def digest_answer(addon: Addon) -> str:
     from mitm407.proxy.addon import request_facts
 
     flow = make_flow_factory()(False)
-    challenge = addon.authorizer.challenges(request_facts(flow))[0]
+    challenge = addon.gate.authorizer.challenges(request_facts(flow))[0]
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
 
     def md5(text: str) -> str:

@@ -41,11 +41,11 @@ def answered_407_flow():
     """A flow this proxy answered with a 407 for missing credentials, as the addon leaves it for the hop log."""
     from mitmproxy.test import tflow
 
+    from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, auth_record
     from mitm407.core.results import AuthResult, Result
-    from mitm407.proxy.addon import META_ANSWERED, META_AUTH
 
     flow = tflow.tflow(resp=True)
     flow.response.status_code = 407
     flow.metadata[META_ANSWERED] = True
-    flow.metadata[META_AUTH] = AuthResult(Result.MISSING, "no Proxy-Authorization header")
+    flow.metadata[META_AUTH] = auth_record(AuthResult(Result.MISSING, "no Proxy-Authorization header"))
     return flow

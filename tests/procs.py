@@ -163,7 +163,9 @@ def start_mitmdump(
 ) -> Mitmdump:
     port = port or free_port()
     args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", str(port), "--set", f"confdir={confdir}"]
-    args += ["--set", "ssl_insecure=true", "--set", "connection_strategy=lazy"]
+    args += ["--set", "ssl_insecure=true"]
+    if "connection_strategy" not in (options or {}):  # lazy unless a test needs mitmproxy's default (eager)
+        args += ["--set", "connection_strategy=lazy"]
     for script in scripts:
         args += ["-s", script]
     for key, value in (options or {}).items():

@@ -174,3 +174,32 @@ def test_only_the_shims_import_private_dependency_modules():
     """import-linter guards ``spnego`` for the package; this also covers tests/, bench/ and mitmproxy's internals."""
     files = [p for d in ("addons", "tests", "bench") for p in (REPO / d).rglob("*.py") if p not in SHIMS]
     assert [hit for path in files for hit in private_imports(path)] == []
+
+
+class Bare:
+    """An addon with no hook of its own."""
+
+
+def test_offered_hooks_are_called_and_what_they_return_is_awaited():
+    """``offer_hook``: mitmproxy calls a hook set on the instance, awaits what it returns, and stops once withdrawn."""
+    import asyncio
+
+    from mitmproxy.proxy.layers.http import HttpRequestHook
+    from mitmproxy.test import taddons, tflow
+
+    addon, ran = Bare(), []
+
+    async def later() -> None:
+        ran.append("awaited")
+
+    mitmproxy_compat.offer_hook(addon, "request", lambda flow: ran.append("called") or later())
+    with taddons.context(addon) as tctx:
+
+        async def invoke() -> None:
+            await tctx.master.addons.invoke_addon(addon, HttpRequestHook(tflow.tflow()))
+
+        asyncio.run(invoke())
+        assert ran == ["called", "awaited"]
+        mitmproxy_compat.offer_hook(addon, "request", None)
+        asyncio.run(invoke())
+        assert ran == ["called", "awaited"]  # withdrawn: not called again

@@ -47,21 +47,18 @@ def problems(path: Path) -> list[str]:
 
 
 class Proxy:
-    """Authorizer + engine as the addon wires them (rotation rebuilds the authorizer)."""
+    """Authorizer + engine as the gate wires them (a rotation swaps users in the authorizer's directory)."""
 
     def __init__(self, path: Path) -> None:
-        from dataclasses import replace
-
         self.scenario = load_scenario(path, env={})
         self.clock = Clock()
         self.engine = FaultEngine(self.scenario, self.clock)
         self.authorizer = Authorizer(self.scenario)
-        self._replace = replace
 
     def ask(self, user: str | None = None, password: str = "pw", facts: RequestFacts = PLAIN):
         users = self.engine.rotated_users()
         if users is not None:
-            self.authorizer = Authorizer(self._replace(self.scenario, users=users))
+            self.authorizer.users.replace_users(users)
         headers = [basic(user, password)] if user else []
         return self.engine.decide(facts, self.authorizer.evaluate(facts, headers, "Proxy-Authorization"))
 

@@ -10,10 +10,11 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
 from hoplogcheck import answered_407_flow
-from mitm407.core.results import AuthResult, Result
-from mitm407.hoplog.addon import META_ATTRIBUTION, META_RECEIVED, HopLog
+from mitm407.core.flowmeta import auth_of
+from mitm407.core.results import Result
+from mitm407.hoplog.addon import META_RECEIVED, HopLog
 from mitm407.hoplog.attribution import Kind
-from mitm407.proxy.addon import META_AUTH, Addon
+from mitm407.proxy.addon import Addon
 from mitm407.scenario.load import parse_scenario
 
 
@@ -58,7 +59,7 @@ def test_a_plain_2xx_without_a_log_file_reads_nothing_back(tmp_path):
         flow.response.headers["Via"] = "1.1 squid-a"
         hoplog.responseheaders(flow)
         hoplog.response(flow)
-    assert META_RECEIVED not in flow.metadata and META_ATTRIBUTION not in flow.metadata
+    assert META_RECEIVED not in flow.metadata and flow not in hoplog.attributions
     assert flow.response.headers.get_all("Via") == ["1.1 squid-a", "1.1 mitm407"]
 
 
@@ -69,10 +70,10 @@ def test_a_plain_2xx_is_not_attributed_until_its_line_is_written(tmp_path):
         flow = tflow.tflow(resp=True)
         flow.response.headers["Via"] = "1.1 squid-a"
         hoplog.responseheaders(flow)
-        assert META_ATTRIBUTION not in flow.metadata  # below 400 nothing in the headers depends on it
+        assert flow not in hoplog.attributions  # below 400 nothing in the headers depends on it
         assert flow.metadata[META_RECEIVED] == (["1.1 squid-a"], [])  # raw: parsed only when needed
         hoplog.response(flow)
-    assert flow.metadata[META_ATTRIBUTION].kind is Kind.ORIGIN
+    assert hoplog.attributions[flow].kind is Kind.ORIGIN
     line = (tmp_path / "h.jsonl").read_text()
     assert '"via":[{"protocol":"1.1","received_by":"squid-a","comment":null},' in line
 
@@ -104,7 +105,7 @@ def test_a_mitmproxy_error_page_is_attributed_again_once_its_body_is_read():
         flow.response.headers["Server"] = "mitmproxy 11.0.2"
         flow.response.data.content = None  # responseheaders: the body is not read yet
         hoplog.responseheaders(flow)
-        assert META_ATTRIBUTION not in flow.metadata
+        assert flow not in hoplog.attributions
         flow.response.content = b"<html><body>Connection refused</body></html>"
         assert hoplog.attribution(flow).details == "Connection refused"
 
@@ -118,13 +119,14 @@ def test_addon_hooks_are_sync_unless_a_delay_fault_applies(tmp_path):
         flow.request.headers["Proxy-Authorization"] = "Basic " + base64.b64encode(b"u:pw").decode()
         assert addon.requestheaders(flow) is None
         assert "Proxy-Authorization" not in flow.request.headers
-        assert flow.metadata[META_AUTH].result is Result.OK
+        assert auth_of(flow.metadata).result is Result.OK
+    addon.install(parse_scenario('version: 1\nusers: {u: "pw"}\nschemes: [basic]\nfaults: [{delay: {ms: 10}}]\n',
+                                 str(tmp_path / "s.yaml"), tmp_path))
+    with taddons.context(addon):
         delayed = tflow.tflow()
-        addon.delays[delayed] = 0.01
-        waiting = addon.pause(delayed)
-        assert inspect.isawaitable(waiting) and delayed not in addon.delays
+        waiting = addon.requestheaders(delayed)
+        assert inspect.isawaitable(waiting)
         asyncio.run(waiting)
-        assert addon.pause(delayed) is None
 
 
 def scenario_text(schemes: str, extra: str = "") -> str:
@@ -154,7 +156,7 @@ def test_digest_accepted_request_gets_its_info_header_through_the_attached_hook(
     addon = Addon()
     addon.install(parse_scenario(scenario_text("digest"), str(tmp_path / "s.yaml"), tmp_path))
     flow = tflow.tflow(resp=True)
-    flow.metadata[META_AUTH] = AuthResult(Result.OK, "ok", "digest", "u", headers=(("Proxy-Authentication-Info", "x"),))
+    addon.response_headers[flow] = (("Proxy-Authentication-Info", "x"),)
     flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
     with taddons.context(addon):
         addon.response(flow)

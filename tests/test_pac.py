@@ -279,7 +279,7 @@ def pac_flow(host: str = "127.0.0.1", port: int = 8080, path: str = "/proxy.pac"
 
 
 def test_hook_answers_only_pac_fetches_sent_to_itself():
-    from mitm407.proxy.addon import META_ANSWERED
+    from mitm407.core.flowmeta import META_ANSWERED
     from mitm407.proxy.pac import Pac
 
     scn = scenario("rules: [{match: {host: intranet}, auth: none}]\n")
@@ -300,7 +300,7 @@ def test_hook_answers_only_pac_fetches_sent_to_itself():
 
 def test_hook_fails_closed():
     """An error while building the PAC is an answer from this proxy (500), never a request left open."""
-    from mitm407.proxy.addon import META_ANSWERED
+    from mitm407.core.flowmeta import META_ANSWERED
     from mitm407.proxy.pac import Pac
 
     broken = scenario("")

@@ -20,8 +20,9 @@ import bcrypt
 import pytest
 from mitmproxy.test import taddons, tflow
 
+from mitm407.core.flowmeta import META_AUTH, auth_of
 from mitm407.core.results import Result
-from mitm407.proxy.addon import META_AUTH, Addon
+from mitm407.proxy.addon import Addon
 from mitm407.proxy.slowchecks import MAX_WORKERS, worker_count
 from mitm407.scenario.load import Scenario, parse_scenario
 
@@ -95,12 +96,12 @@ def test_only_an_uncached_bcrypt_check_defers(addon, checks):
     waiting = addon.requestheaders(first)
     assert inspect.isawaitable(waiting) and META_AUTH not in first.metadata and checks == []
     asyncio.run(waiting)
-    assert status(first) == 200 and first.metadata[META_AUTH].result is Result.OK
+    assert status(first) == 200 and auth_of(first.metadata).result is Result.OK
     assert "Proxy-Authorization" not in first.request.headers
     assert checks and all(name.startswith("mitm407-slowcheck") for name in checks)  # never on the loop
     again = request("slow", "right")
     assert addon.requestheaders(again) is None  # cached: the hot path is sync
-    assert again.metadata[META_AUTH].result is Result.OK and len(checks) == 1
+    assert auth_of(again.metadata).result is Result.OK and len(checks) == 1
     for value in ("Basic !!", basic("nobody", "x"), "Digest x"):  # no bcrypt would run: no deferral
         flow = tflow.tflow()
         flow.request.headers["Proxy-Authorization"] = value
@@ -116,7 +117,7 @@ def test_decisions_match_the_synchronous_path(tmp_path, addon, checks):
     asyncio.run(gather(*(addon.requestheaders(f) for f in deferred)))
     direct = [request(*a) for a in attempts]
     for flow in direct:
-        sync.authorize(flow)  # the old path: bcrypt on the calling thread
+        sync.decide(flow, slow_checks=0)  # the inline path: bcrypt on the calling thread
     assert [status(f) for f in deferred] == [status(f) for f in direct] == [200, 407, 407]
     assert [f.metadata[META_AUTH] for f in deferred] == [f.metadata[META_AUTH] for f in direct]
     assert [f.response.headers.get_all("Proxy-Authenticate") for f in deferred[1:]] == [
@@ -137,12 +138,15 @@ def test_concurrent_requests_with_the_same_credentials_share_one_bcrypt(addon, c
 def test_connect_defers_and_authenticates_the_tunnel(addon, checks):
     flow = connect("slow", "right")
     waiting = addon.http_connect(flow)
-    assert inspect.isawaitable(waiting) and flow.client_conn not in addon.authenticated
+    assert inspect.isawaitable(waiting) and flow not in addon.connects
     asyncio.run(waiting)
-    assert flow.response is None and addon.authenticated[flow.client_conn].result is Result.OK
+    assert flow.response is None and addon.connects[flow].result is Result.OK
+    addon.http_connected(flow)  # established: only now its tunnel is trusted
+    assert addon.connections[flow.client_conn].tunnel.result is Result.OK
     refused = connect("slow", "wrong")
     asyncio.run(addon.http_connect(refused))
-    assert refused.response.status_code == 407 and refused.client_conn not in addon.authenticated
+    assert refused.response.status_code == 407 and refused not in addon.connects
+    assert refused.client_conn not in addon.connections
 
 
 def test_a_flow_killed_or_answered_meanwhile_is_not_decided(addon, checks):
@@ -186,7 +190,7 @@ def test_lockout_counts_deferred_refusals_as_it_counts_synchronous_ones(tmp_path
             flow = request("slow", password)
             asyncio.run(addon.requestheaders(flow))
             assert status(flow) == expected, password
-        assert "locked out" in flow.metadata[META_AUTH].reason
+        assert "locked out" in auth_of(flow.metadata).reason
     addon.slow_checks.close()
 
 
@@ -217,7 +221,7 @@ def test_a_request_going_away_does_not_cancel_the_check_others_wait_for(addon, c
         assert gone.cancelled()
 
     asyncio.run(scenario())
-    assert status(staying) == 200 and staying.metadata[META_AUTH].result is Result.OK
+    assert status(staying) == 200 and auth_of(staying.metadata).result is Result.OK
     assert META_AUTH not in leaving.metadata and len(checks) == 1
 
 
@@ -231,6 +235,6 @@ def test_a_bypass_or_deny_rule_runs_no_bcrypt(tmp_path, checks):
             flow = request("slow", "right")
             flow.request.path = path
             assert addon.requestheaders(flow) is None
-            outcomes.append((status(flow), flow.metadata[META_AUTH].result))
+            outcomes.append((status(flow), auth_of(flow.metadata).result))
     addon.slow_checks.close()
     assert outcomes == [(200, Result.BYPASS), (403, Result.DENIED)] and checks == []

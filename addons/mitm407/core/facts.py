@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RequestFacts:
     method: str  # upper-case, "CONNECT" for tunnels
-    target: str  # request-target as sent: Digest's ``uri`` must equal it
+    target: str  # request-target as sent: Digest's ``uri`` must equal it ("" if nothing reads it: Gate.needs_target)
     host: str  # lower-case, no brackets
     port: int
     path: str  # "" for CONNECT

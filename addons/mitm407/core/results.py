@@ -23,6 +23,7 @@ class Result(StrEnum):
     CONTINUE = "continue"  # a multi-leg handshake (NTLM) wants another round
     BYPASS = "bypass"  # a rule said no authentication is needed
     DENIED = "denied"  # a rule (or a fault) refuses the request outright
+    ERROR = "error"  # this proxy failed while deciding: answered 500, never forwarded
 
 
 @dataclass(frozen=True, slots=True)

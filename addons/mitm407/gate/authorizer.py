@@ -1,8 +1,11 @@
 """Decide one request: which rule applies, and do its credentials pass.
 
-Built once per scenario load (schemes instantiated, caches empty); the addon
-calls ``evaluate`` per request. Pure with respect to mitmproxy: it sees only
-``RequestFacts`` and header values.
+Built once per scenario load (schemes instantiated, caches empty); the gate
+(``gate/gate.py``) calls ``evaluate`` per request. Pure with respect to
+mitmproxy: it sees only ``RequestFacts`` and header values. The schemes read
+their users from one ``UserDirectory``: a fault ``rotate`` swaps users there
+(``replace_users``) instead of building new schemes, so Digest nonces and
+NTLM handshakes survive a rotation.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import cast
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.rules import Outcome, Rule
+from mitm407.core.users import UserDirectory
 from mitm407.core.verdict import Action, Verdict  # re-exported: the gate's callers import them from here
 from mitm407.scenario.load import Scenario
 from mitm407.schemes import spec_for
@@ -32,11 +36,12 @@ class SlowCheck:
 class Authorizer:
     def __init__(self, scenario: Scenario, clock: Callable[[], float] = time.monotonic) -> None:
         self.scenario = scenario
+        self.users = UserDirectory(scenario.users)
         self.schemes: tuple[Scheme, ...] = tuple(
             spec_for(name).build(
                 SchemeContext(
                     realm=scenario.realm,
-                    users=scenario.users,
+                    users=self.users,
                     options=scenario.scheme_options.get(name),
                     cache_ttl=scenario.cache.ttl,
                     cache_size=scenario.cache.max_entries,
@@ -49,8 +54,13 @@ class Authorizer:
         self._offered = ", ".join(s.token for s in self.schemes)
         # Only a scheme with slow secrets (Basic with bcrypt users) can have a slow check pending.
         self.has_slow_secrets = any(getattr(s, "has_slow_secrets", False) for s in self.schemes)
+        self.users.watch(self._users_changed)
         # Only a scheme with ``wants_body`` (Digest: qop=auth-int) can need the body to decide.
         self.may_want_body = any(getattr(s, "wants_body", None) for s in self.schemes)
+
+    def _users_changed(self, names: frozenset[str]) -> None:
+        # after the schemes (they watch first): a rotation may add or remove a bcrypt user
+        self.has_slow_secrets = any(getattr(s, "has_slow_secrets", False) for s in self.schemes)
 
     def evaluate(self, facts: RequestFacts, authorizations: Sequence[str], header: str) -> Verdict:
         """Apply the first matching rule (or the default) and check credentials if needed."""

@@ -23,7 +23,8 @@ from typing import IO, Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from mitm407.core.results import AuthResult
+from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_log
+from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import (
     Attribution,
     HopFacts,
@@ -38,10 +39,9 @@ from mitm407.hoplog.attribution import (
     parse_via,
     redact_query,
 )
+from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.hoplog.summary import HopSummary, format_text
-from mitm407.proxy import headerfields
-from mitm407.proxy.addon import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, destination_host
 
 logger = logging.getLogger("mitm407.hoplog")
 
@@ -50,7 +50,6 @@ META_FINDINGS = "mitm407.hop.findings"  # list of finding dicts (redacted)
 META_LOGGED = "mitm407.hop.logged"  # the line for this flow was written
 META_HEADERS = "mitm407.hop.headers"  # our Via/Proxy-Status were added to the response
 META_RELAYED = "mitm407.relayed"  # an upstream proxy's refusal of CONNECT, relayed as is (connectrelay.py)
-META_ATTRIBUTION = "mitm407.hop.attribution"  # the flow's Attribution, computed once when needed
 
 MARK_ANSWERED = ":no_entry:"
 MARK_UPSTREAM_407 = ":arrow_up:"
@@ -150,6 +149,8 @@ class HopLog:
         self.summary = HopSummary()
         # client connection -> id of its accepted CONNECT flow (the tunnel)
         self.tunnels: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
+        # flow -> its Attribution, computed once when needed (not in flow.metadata: not serializable)
+        self.attributions: MutableMapping[http.HTTPFlow, Attribution] = weakref.WeakKeyDictionary()
         # Option values read per flow, cached by ``configure`` (``ctx.options`` deep-copies every
         # value it returns): the defaults, until mitmproxy configures the addon.
         self.hop_name = "mitm407"
@@ -334,7 +335,7 @@ class HopLog:
         It is kept in flow metadata unless an error may still arrive or the body of a mitmproxy
         error page (its hint) is not read yet: then the next call computes it again.
         """
-        cached: Attribution | None = flow.metadata.get(META_ATTRIBUTION)
+        cached = self.attributions.get(flow)
         if cached is not None and flow.error is None:
             return cached
         facts = self.facts(flow)
@@ -343,7 +344,7 @@ class HopLog:
         if flow.error is None and response is not None and (
             response.raw_content is not None or not _may_need_body_hint(response)
         ):
-            flow.metadata[META_ATTRIBUTION] = attribution
+            self.attributions[flow] = attribution
         return attribution
 
     def facts(self, flow: http.HTTPFlow) -> HopFacts:
@@ -356,7 +357,7 @@ class HopLog:
         proxy_status: tuple[ProxyStatusEntry, ...] = (
             tuple(parse_proxy_status(received[1])) if received and received[1] else ()
         )
-        auth: AuthResult | None = flow.metadata.get(META_AUTH)
+        auth = auth_log(flow.metadata)
         upstream = upstream_address(flow.client_conn)
         server = _server(response.headers) if response is not None else ""
         error = flow.error.msg if flow.error else None
@@ -375,7 +376,7 @@ class HopLog:
             proxy_status=proxy_status,
             server=server,
             error=error,
-            answer_reason=auth.reason if auth is not None and flow.metadata.get(META_ANSWERED) else None,
+            answer_reason=auth.get("reason") if auth is not None and flow.metadata.get(META_ANSWERED) else None,
             body_hint=body_hint,
             upstream_tunnel=upstream is not None
             and (flow.request.scheme == "https" or flow.client_conn in self.tunnels),
@@ -411,7 +412,7 @@ class HopLog:
     def record(self, flow: http.HTTPFlow, attribution: Attribution) -> dict[str, Any]:
         request, response = flow.request, flow.response
         is_connect = request.method == "CONNECT"
-        auth: AuthResult | None = flow.metadata.get(META_AUTH)
+        auth = auth_log(flow.metadata)
         peer = flow.client_conn.peername
         hop = self.hop_name
         if response is not None:
@@ -459,7 +460,7 @@ class HopLog:
             "upstream_proxy": upstream_address(flow.client_conn),
             "upstream_status": attribution.upstream_status,
             "error": error,
-            "auth": auth.as_log() if auth is not None else None,
+            "auth": auth,
             "rule": flow.metadata.get(META_RULE),
             "via": via,
             "proxy_status": proxy_status,

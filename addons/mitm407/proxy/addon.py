@@ -1,10 +1,16 @@
-"""The mitmproxy addon: options, hooks and wiring; the decisions live elsewhere.
+"""The mitmproxy addon: turns flows into facts, asks the gate, applies its outcome.
 
 Modelled on mitmproxy's own ``addons/proxyauth.py`` (options in ``load``,
 ``configure`` reacting to changes, per-connection state in a
 ``WeakKeyDictionary``) and better than it where it matters: any scheme from
 the scenario, rules, a reason for every refusal, cached slow hashes, hot
 reload that keeps the last good scenario, and no password in flow metadata.
+
+Fail closed: mitmproxy forwards a flow whose hook raised. Every hook that can
+let a request through (``http_connect``, ``requestheaders``, ``request``, the
+continuation after a slow check) goes through ``decide``, whose one ``try``
+turns any exception (a parser bug, a missing bcrypt, odd bytes) into a 500
+from this proxy, logged once with its traceback, never a forwarded request.
 """
 
 from __future__ import annotations
@@ -12,64 +18,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, MutableMapping
 from dataclasses import replace
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from mitm407.core.answers import Answer, build_challenge, build_denial, credentials_field, credentials_header
+from mitm407.core.answers import Answer, credentials_field
 from mitm407.core.facts import RequestFacts
+from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, auth_record
 from mitm407.core.problems import ScenarioError
 from mitm407.core.results import AuthResult, Result
-from mitm407.core.shape import build_shaped_answer
-from mitm407.faults.engine import Decision, FaultEngine, Fired
-from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
+from mitm407.faults.engine import Fired
+from mitm407.gate.authorizer import SlowCheck
+from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind, Outcome
+from mitm407.hoplog import headerfields
+from mitm407.hoplog.attribution import build_proxy_status
+from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
-from mitm407.proxy import headerfields
+from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
+from mitm407.schemes.base import printable
 
 logger = logging.getLogger("mitm407")
 
-META_AUTH = "mitm407.auth"  # AuthResult of the flow (never a secret)
-META_ANSWERED = "mitm407.answered"  # this proxy generated the response
-META_RULE = "mitm407.rule"  # label of the rule that applied, if any
-META_SHAPED = "mitm407.shaped"  # the answer is a scenario's exact response shape: add no header to it
-META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
-META_NEEDS_BODY = "mitm407.needs_body"  # decision deferred to the request hook (Digest auth-int)
+STARTUP_GRACE = 2.0  # seconds after ``running`` before an internal error is logged as an error
+SLOW_CHECKS_PER_REQUEST = 2  # off-loop checks before deciding inline (a reload mid-check empties caches)
+ERROR_AUTH = AuthResult(Result.ERROR, "internal error in this proxy while deciding (see the proxy log)")
+NO_SCENARIO_AUTH = AuthResult(Result.ERROR, "no valid scenario loaded (see the proxy log)")
 
 
-def is_proxy_mode(client: connection.Client) -> bool:
-    """Regular/upstream mode answers 407; reverse and others act as the server (401)."""
-    return isinstance(client.proxy_mode, (mode_specs.RegularMode, mode_specs.UpstreamMode))
+def request_facts(
+    flow: http.HTTPFlow, body: bytes | None = None, is_proxy: bool | None = None, target: bool = True
+) -> RequestFacts:
+    """What the gate may look at; ``is_proxy``: ``is_proxy_mode``, if the caller has it already.
 
-
-def destination_host(flow: http.HTTPFlow) -> str:
-    """The host the request goes to.
-
-    To a proxy that is the request-target's host, which mitmproxy connects to; the
-    Host header could name another (a bypassed host, say) and costs a parse per request.
-    Acting as the server (reverse mode), the Host header says which site was asked for.
+    ``target=False``: no scheme or shape of the scenario reads a plain request's target
+    (``Gate.needs_target``), so the URL is not rebuilt (the costliest fact) and stays "".
     """
-    return flow.request.host if is_proxy_mode(flow.client_conn) else flow.request.pretty_host
-
-
-def credentials_of(flow: http.HTTPFlow) -> list[str]:
-    """Every value of the header the client puts credentials in (proxy or server), in order."""
-    return headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
-
-
-def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFacts:
     request = flow.request
-    is_connect = request.method == "CONNECT"
+    if is_proxy is None:
+        is_proxy = is_proxy_mode(flow.client_conn)
+    method = request.method
+    is_connect = method == "CONNECT"
     peer = flow.client_conn.peername
     return RequestFacts(
-        method=request.method.upper(),
-        target=request.authority if is_connect else _request_target(flow),
-        host=destination_host(flow).lower().strip("[]"),
+        method=method.upper(),
+        target=request.authority if is_connect else _request_target(flow, is_proxy) if target else "",
+        host=destination_host(flow, is_proxy).lower().strip("[]"),
         port=request.port,
         path="" if is_connect else request.path,
         client_ip=str(peer[0]) if peer else "",
@@ -79,27 +78,45 @@ def request_facts(flow: http.HTTPFlow, body: bytes | None = None) -> RequestFact
     )
 
 
-def _request_target(flow: http.HTTPFlow) -> str:
+def _request_target(flow: http.HTTPFlow, is_proxy: bool) -> str:
     """The request-target as the client wrote it, as far as mitmproxy keeps it.
 
     mitmproxy (11 and 12) turns an absolute-form target into origin-form
     before our hooks run; to a forward proxy a client always sends the
     absolute form, so rebuild it there (Digest's ``uri`` is compared with it).
     """
-    if is_proxy_mode(flow.client_conn):
-        return flow.request.url
-    return flow.request.path
+    return flow.request.url if is_proxy else flow.request.path
+
+
+def credentials_of(flow: http.HTTPFlow) -> list[str]:
+    """Every value of the header the client puts credentials in (proxy or server), in order."""
+    return headerfields.values(flow.request.headers, credentials_field(is_proxy_mode(flow.client_conn)))
 
 
 def to_response(answer: Answer) -> http.Response:
-    headers: list[tuple[bytes, bytes]] = [(k.encode(), v.encode("utf-8")) for k, v in answer.headers]
+    """The answer as mitmproxy's response; header values keep any odd byte a scenario or client put there."""
+    headers: list[tuple[bytes, bytes]] = [
+        (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in answer.headers
+    ]
     if not answer.complete and not any(k.lower() == "content-type" for k, _ in answer.headers):
         headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
     if answer.close and (b"Connection", b"close") not in headers:  # mitmproxy closes after Connection: close
         headers = [h for h in headers if h[0].lower() != b"connection"] + [(b"Connection", b"close")]
-    response = http.Response.make(answer.status, answer.body.encode("utf-8"), headers)
+    response = http.Response.make(answer.status, answer.body.encode("utf-8", "surrogateescape"), headers)
     response.reason = answer.reason_phrase
     return response
+
+
+def error_response(hop_name: str, status: int = 500) -> http.Response:
+    """What the client gets when deciding failed: no detail (that is in the proxy log), never a forward."""
+    body = f"{status} Internal Server Error\n\n{hop_name} (mitm407) failed while deciding this request; " \
+        "it was not forwarded. The proxy log has the details.\n"
+    headers = (
+        (b"Proxy-Status", build_proxy_status(hop_name, "proxy_internal_error").encode("utf-8", "surrogateescape")),
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Connection", b"close"),
+    )
+    return http.Response.make(status, body.encode("utf-8", "surrogateescape"), headers)
 
 
 class Addon:
@@ -107,18 +124,23 @@ class Addon:
 
     def __init__(self) -> None:
         self.scenario: Scenario | None = None
-        self.authorizer: Authorizer | None = None
-        self.faults: FaultEngine | None = None
-        # What faults asked for on forwarding: a delay, a reset instead of the response.
-        self.delays: MutableMapping[http.HTTPFlow, float] = weakref.WeakKeyDictionary()
+        self.gate: Gate | None = None
+        self.hop_name = "mitm407"  # ctx.options.hop_name, cached by configure (options copy on every read)
+        # What the outcome asks of later hooks, per flow. Side tables, not flow.metadata: only plain
+        # values may go there (mitmproxy saves it with the flow).
         self.kill_on_response: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
-        # Client connections authenticated as a whole: an accepted CONNECT tunnel
-        # or a connection-bound scheme (NTLM). Never holds a password.
-        self.authenticated: MutableMapping[connection.Client, AuthResult] = weakref.WeakKeyDictionary()
+        self.response_headers: MutableMapping[http.HTTPFlow, tuple[tuple[str, str], ...]] = weakref.WeakKeyDictionary()
+        self.awaiting_body: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()  # decided in ``request``
+        self.connects: MutableMapping[http.HTTPFlow, AuthResult] = weakref.WeakKeyDictionary()  # accepted CONNECTs
+        # What a client connection earned (never a password): the tunnel of an accepted CONNECT,
+        # once established (``http_connected``); a connection-bound scheme's success (NTLM).
+        # One table, one lookup per request: most connections earned nothing and are not in it.
+        self.connections: MutableMapping[connection.Client, ConnectionState] = weakref.WeakKeyDictionary()
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
         self.reloader = Reloader(lambda: self.scenario, self.install)
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
+        self._started = False  # mitmproxy's start-up error check is over (see ``fail``)
 
     # -- options -----------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -156,6 +178,8 @@ class Addon:
             logger.error("mitm407: %s", e)
 
     def apply_options(self, updated: set[str]) -> None:
+        if "hop_name" in updated:
+            self.hop_name = ctx.options.hop_name
         if ("proxyauth" in updated or "scenario" in updated) and ctx.options.proxyauth:
             raise exceptions.OptionsError(
                 "mitm407 and mitmproxy's built-in proxyauth option are both active: "
@@ -172,8 +196,7 @@ class Addon:
     def install(self, scenario: Scenario) -> None:
         """Swap in a new scenario: new schemes, empty caches, tunnels kept."""
         self.scenario = scenario
-        self.authorizer = Authorizer(scenario)
-        self.faults = FaultEngine(scenario)
+        self.gate = Gate(scenario)
         self.reloader.loaded(scenario)
         self.attach_hooks()
 
@@ -184,31 +207,33 @@ class Addon:
         (a call and its argument tuple: a few microseconds in a busy proxy) whether or not
         there is work. Only Digest (``auth-int`` reads the body; ``Proxy-Authentication-Info``),
         connection-bound schemes and faults (``drop: response``) work there: Basic without faults
-        keeps one hook per request, ``requestheaders``.
+        keeps one hook per request, ``requestheaders``. Flows still waiting for ``request`` or
+        ``response`` from before a reload keep their hook: a flow waiting for its body is never
+        forwarded undecided.
         """
-        schemes = self.authorizer.schemes if self.authorizer is not None else ()
-        body = self.authorizer is not None and self.authorizer.may_want_body
+        gate = self.gate
+        body = (gate is not None and gate.may_want_body) or len(self.awaiting_body) > 0
         late = (
             body
-            or any(scheme.name != "basic" for scheme in schemes)
-            or (self.faults is not None and self.faults.active)
-            or len(self.kill_on_response) > 0  # a 'drop: response' decided before a reload
+            or (gate is not None and (any(s.name != "basic" for s in gate.schemes) or gate.faults.active))
+            or len(self.kill_on_response) > 0
+            or len(self.response_headers) > 0
         )
-        self._offer("request", self.on_request if body else None)
-        self._offer("response", self.on_response if late else None)
-
-    def _offer(self, name: str, hook: Callable[[http.HTTPFlow], object] | None) -> None:
-        if hook is None:
-            self.__dict__.pop(name, None)
-        else:
-            setattr(self, name, hook)
+        offer_hook(self, "request", self.on_request if body else None)
+        offer_hook(self, "response", self.on_response if late else None)
 
     # -- life cycle ----------------------------------------------------------
     def running(self) -> None:
         self._running = True
+        # mitmdump exits if an error is logged before its start-up ends (addons.errorcheck, checked
+        # once every addon's ``running`` returned); there is no hook for "started", so give it time.
+        asyncio.get_running_loop().call_later(STARTUP_GRACE, self._mark_started)
         self.announce()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    def _mark_started(self) -> None:
+        self._started = True
 
     def done(self) -> None:
         if self._watcher is not None:
@@ -220,7 +245,7 @@ class Addon:
         scenario = self.scenario
         if scenario is None:
             return
-        schemes = ", ".join(scheme.token for scheme in self.authorizer.schemes) if self.authorizer else ""
+        schemes = ", ".join(scheme.token for scheme in self.gate.schemes) if self.gate else ""
         users = ", ".join(sorted(scenario.users)[:10]) + (" ..." if len(scenario.users) > 10 else "")
         logger.info(
             "mitm407: scenario '%s' (%s), realm '%s', schemes %s, users: %s",
@@ -240,208 +265,214 @@ class Addon:
         await self.reloader.run(lambda: ctx.options.scenario_reload, lambda: ctx.options.scenario_settle)
 
     # -- hooks ---------------------------------------------------------------
-    # Hooks are sync (a coroutine per request costs): mitmproxy awaits what a hook returns, so
-    # they return ``self.pause(flow)``, an awaitable only when a fault 'delay' applies, or
-    # ``decide_after_slow_check``'s coroutine when uncached credentials need bcrypt.
+    # Every hook that can let a request through calls ``decide``. Hooks are sync (a coroutine per
+    # request costs): mitmproxy awaits what a hook returns, so ``decide`` returns an awaitable only
+    # when a fault 'delay' applies or uncached credentials need bcrypt (``offer_hook``, mitmproxy_compat.py).
     def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        if flow.response is None:
-            known = self.connection_auth(flow)
-            if known is not None:  # a CONNECT on an NTLM-authenticated connection
-                self.trust_connection(flow, known)
-            else:
-                values = credentials_of(flow)
-                check = self.slow_check(flow, values)
-                if check is not None:
-                    decide = lambda: self.authorize_connect(flow, values)  # noqa: E731
-                    return self.decide_after_slow_check(flow, check, values, decide)
-                self.authorize_connect(flow, values)
-        return self.pause(flow)
-
-    def authorize_connect(self, flow: http.HTTPFlow, values: Sequence[str]) -> None:
-        """An accepted CONNECT authenticates its tunnel: requests inside it are not challenged again."""
-        if self.authorize(flow, values=values) is Action.FORWARD:
-            self.authenticated[flow.client_conn] = flow.metadata[META_AUTH]
+        if flow.response is not None:
+            return None
+        return self.decide(flow)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or flow.is_replay:
             return None
-        known = self.connection_auth(flow)
-        if known is not None:
-            self.trust_connection(flow, known)
-            fired = self.faults.tunnel_request(flow.client_conn.id) if self.faults else None
-            if fired is not None:  # fault 'drop: after_connect'
-                self.record_faults(flow, (fired,))
-                flow.kill()
-            return None
-        values = credentials_of(flow)
-        if self.authorizer is not None and values and self.authorizer.wants_body(values):
-            flow.metadata[META_NEEDS_BODY] = True  # decided in `request`, once the body is read
-            return None
-        check = self.slow_check(flow, values)
-        if check is not None:
-            return self.decide_after_slow_check(flow, check, values, lambda: self.authorize(flow, values=values))
-        self.authorize(flow, values=values)
-        return self.pause(flow)
-
-    def slow_check(self, flow: http.HTTPFlow, values: Sequence[str]) -> SlowCheck | None:
-        """The bcrypt deciding this request would cost now (uncached credentials), if any."""
-        if self.authorizer is None or not values:
-            return None
-        return self.authorizer.slow_check(values, lambda: request_facts(flow))
-
-    async def decide_after_slow_check(
-        self, flow: http.HTTPFlow, check: SlowCheck, values: Sequence[str], decide: Callable[[], object]
-    ) -> None:
-        """Run the slow check in a worker thread, then decide on the loop as the sync hook would.
-
-        The check only fills the scheme's cache; ``decide`` (``authorize``)
-        then makes the usual decision, faults and lockout included, on a cache
-        hit. Meanwhile the flow may have been answered or killed (nothing left
-        to decide), or the scenario reloaded (new schemes, empty caches: check
-        once more). A 'rotate' fault rebuilding the schemes inside ``authorize``
-        makes that one decision check synchronously, as every check did before.
-        """
-        for _ in range(2):
-            await self.slow_checks.run(check)
-            if flow.response is not None or flow.error is not None:
-                return
-            again = self.slow_check(flow, values)
-            if again is None:
-                break
-            check = again
-        decide()
-        delay = self.pause(flow)
-        if delay is not None:
-            await delay
-
-    @staticmethod
-    def trust_connection(flow: http.HTTPFlow, known: AuthResult) -> None:
-        """Inside an accepted tunnel (or on an NTLM-authenticated connection) a real proxy
-        never challenges again: record how the request was authenticated and let it pass."""
-        flow.metadata[META_AUTH] = AuthResult(
-            known.result, "authenticated by its connection", known.scheme, known.user, via_connection=True
-        )
-
-    def connection_auth(self, flow: http.HTTPFlow) -> AuthResult | None:
-        """How the client connection was authenticated, if it was.
-
-        New credentials on an NTLM-authenticated connection, outside a TLS
-        tunnel, start over (as IIS/ISA do) instead of being forwarded.
-        """
-        auth = self.authenticated.get(flow.client_conn)
-        if (
-            auth is not None
-            and auth.via_connection
-            and not flow.client_conn.tls_established
-            and headerfields.has(flow.request.headers, b"proxy-authorization")
-        ):
-            del self.authenticated[flow.client_conn]
-            return None
-        return auth
+        return self.decide(flow)
 
     def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """The ``request`` hook, when attached (``attach_hooks``): Digest ``auth-int`` decides here."""
-        if flow.metadata.pop(META_NEEDS_BODY, False) and flow.response is None:
-            self.authorize(flow, flow.request.raw_content)
-            return self.pause(flow)
-        return None
+        if flow not in self.awaiting_body:
+            return None
+        self.awaiting_body.discard(flow)
+        if flow.response is not None:
+            return None
+        raw = flow.request.raw_content
+        return self.decide(flow, raw if raw is not None else b"")
 
     def http_connected(self, flow: http.HTTPFlow) -> None:
-        """The CONNECT's 200 is about to be sent: it carries the scheme's info headers."""
-        self.add_auth_info(flow)
+        """The tunnel is established: from now on the connection carries only that tunnel's requests."""
+        try:
+            auth = self.connects.pop(flow, None)
+            if auth is not None:
+                self.earned(flow.client_conn, tunnel=auth)
+            self.add_response_headers(flow)
+        except Exception:  # fail closed: the tunnel is simply not trusted, its requests get challenged
+            logger.error("mitm407: internal error after a CONNECT was accepted", exc_info=True)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        """The CONNECT failed (refused by us, or no connection upstream): it earned nothing."""
+        self.connects.pop(flow, None)
 
     def on_response(self, flow: http.HTTPFlow) -> None:
         """The ``response`` hook, when attached (``attach_hooks``)."""
-        if flow in self.kill_on_response:  # fault 'drop: response'
-            self.kill_on_response.discard(flow)
-            flow.kill()
-            return
-        self.add_auth_info(flow)
+        try:
+            if flow in self.kill_on_response:  # fault 'drop: response'
+                self.kill_on_response.discard(flow)
+                flow.kill()
+                return
+            self.add_response_headers(flow)
+        except Exception:
+            logger.error("mitm407: internal error on a response; answered 500 instead", exc_info=True)
+            flow.response = error_response(self.hop_name)
 
-    def add_auth_info(self, flow: http.HTTPFlow) -> None:
+    def add_response_headers(self, flow: http.HTTPFlow) -> None:
         """Headers an accepting scheme asked for (Digest's Proxy-Authentication-Info)."""
-        auth = flow.metadata.get(META_AUTH)
-        if flow.response is None or not isinstance(auth, AuthResult) or auth.result is not Result.OK:
+        headers = self.response_headers.pop(flow, None)
+        if not headers or flow.response is None:
             return
         is_proxy = is_proxy_mode(flow.client_conn)
-        for name, value in auth.headers:
+        for name, value in headers:
             # reverse mode answers as the server: Authentication-Info (RFC 7615)
             flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
 
-    def client_disconnected(self, client: connection.Client) -> None:
-        self.authenticated.pop(client, None)
-        if self.authorizer is not None:
-            self.authorizer.connection_closed(client.id)
-        if self.faults is not None:
-            self.faults.connection_closed(client.id)
+    def earned(self, client: connection.Client, **changes: AuthResult | None) -> None:
+        """Record what the client connection earned (``ConnectionState`` fields: tunnel, authenticated)."""
+        state = replace(self.connections.get(client, NEW_CONNECTION), **changes)
+        if state == NEW_CONNECTION:
+            self.connections.pop(client, None)
+        else:
+            self.connections[client] = state
 
-    def pause(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """Fault 'delay': what the hook returns for mitmproxy to await, so the event loop is not blocked."""
-        if not self.delays:
-            return None
-        delay = self.delays.pop(flow, 0.0)
-        return asyncio.sleep(delay) if delay > 0 else None
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.connections.pop(client, None)
+        if self.gate is not None:
+            self.gate.connection_closed(client.id)
 
     # -- the decision ----------------------------------------------------------
-    def authorize(self, flow: http.HTTPFlow, body: bytes | None = None, values: Sequence[str] | None = None) -> Action:
-        """Evaluate the flow, answer it if refused, strip credentials if accepted.
+    def decide(
+        self, flow: http.HTTPFlow, body: bytes | None = None, slow_checks: int = SLOW_CHECKS_PER_REQUEST
+    ) -> Awaitable[None] | None:
+        """Ask the gate about the flow and apply its outcome: the one guarded call.
 
-        ``values``: the credentials header's values, if the caller has read them already.
+        Any exception from building the facts to applying the outcome ends in
+        ``fail``: a 500 from this proxy, never a forwarded request.
         """
-        if self.authorizer is None:  # fail closed: never forward without a scenario
-            flow.response = http.Response.make(503, b"mitm407 has no valid scenario loaded; see its log\n")
-            flow.metadata[META_ANSWERED] = True
-            return Action.DENY
-        is_proxy = is_proxy_mode(flow.client_conn)
-        header = credentials_header(is_proxy)
-        facts = request_facts(flow, body)
-        assert self.faults is not None and self.scenario is not None
-        users = self.faults.rotated_users()  # fault 'rotate', before authentication
-        if users is not None:
-            self.authorizer = Authorizer(replace(self.scenario, users=users))
-        if values is None:
-            values = credentials_of(flow)
-        verdict = self.authorizer.evaluate(facts, values, header)
-        decision = self.faults.decide(facts, verdict)  # faults after authentication
-        verdict = decision.verdict
-        flow.metadata[META_AUTH] = verdict.auth
-        if verdict.rule is not None:
-            flow.metadata[META_RULE] = verdict.rule.label
-        if decision.kill:  # fault 'drop': reset, no answer
-            self.record_faults(flow, decision.fired)
+        try:
+            gate = self.gate
+            if gate is None:  # fail closed: never forward without a scenario
+                self.answer_error(flow, NO_SCENARIO_AUTH, 503)
+                return None
+            is_proxy = is_proxy_mode(flow.client_conn)
+            facts = request_facts(flow, body, is_proxy, gate.needs_target)
+            outcome = gate.decide(self.gate_request(flow, facts, is_proxy, slow_checks > 0))
+            return self.apply(flow, facts, outcome, is_proxy, slow_checks)
+        except Exception:
+            self.fail(flow)
+            return None
+
+    def gate_request(self, flow: http.HTTPFlow, facts: RequestFacts, is_proxy: bool, defer_slow: bool) -> GateRequest:
+        client = flow.client_conn
+        state = self.connections.get(client, NEW_CONNECTION)
+        if state.authenticated is not None and state.tls != client.tls_established:
+            state = replace(state, tls=client.tls_established)
+        return GateRequest(
+            facts,
+            headerfields.values(flow.request.headers, credentials_field(is_proxy)),
+            state,
+            is_proxy,
+            isinstance(client.proxy_mode, mode_specs.UpstreamMode),
+            self.hop_name,
+            defer_slow,
+        )
+
+    def apply(
+        self, flow: http.HTTPFlow, facts: RequestFacts, outcome: Outcome, is_proxy: bool, slow_checks: int
+    ) -> Awaitable[None] | None:
+        """Do what the outcome says to the flow; returns what the hook must await (a delay, a slow check)."""
+        kind = outcome.kind
+        if kind is Kind.SLOW_CHECK:
+            assert outcome.slow_check is not None
+            return self.after_slow_check(flow, outcome.slow_check, facts.body, slow_checks - 1)
+        if kind is Kind.NEED_BODY:
+            self.awaiting_body.add(flow)
+            self.attach_hooks()  # (already attached when the scenario may want a body)
+            return None
+        client = flow.client_conn
+        if outcome.forget_connection:
+            self.earned(client, authenticated=None)
+        auth = outcome.auth
+        assert auth is not None
+        flow.metadata[META_AUTH] = auth_record(auth)
+        if outcome.rule is not None:
+            flow.metadata[META_RULE] = outcome.rule
+        self.record_faults(flow, outcome.fired)
+        if kind is Kind.KILL:
             flow.kill()
-            return Action.DENY
-        if verdict.action is Action.FORWARD:
-            ok = verdict.auth.result is Result.OK
-            # Credentials are consumed here. On a bypass they are removed too, since
-            # the next hop is the origin, except in upstream mode, where they may be
-            # meant for the upstream proxy (RFC 9110 §11.7.2: a proxy MAY relay them).
-            relay = not ok and isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode)
-            if values and not relay and not decision.keep_credentials:
-                headerfields.remove(flow.request.headers, credentials_field(is_proxy))  # kept only by 'hop_by_hop'
-            if ok and verdict.auth.via_connection:  # connection-bound scheme (NTLM)
-                self.authenticated[flow.client_conn] = verdict.auth
-                peer = flow.client_conn.peername
+            return None
+        if kind is Kind.ANSWER:
+            answer = outcome.answer
+            assert answer is not None
+            flow.response = to_response(answer)
+            flow.metadata[META_ANSWERED] = True
+            if answer.complete:
+                flow.metadata[META_SHAPED] = True
+            self.log_refusal(facts, answer.status, auth)
+        else:
+            if outcome.strip_credentials:
+                headerfields.remove(flow.request.headers, credentials_field(is_proxy))
+            if outcome.authenticates_connection:  # connection-bound scheme (NTLM)
+                self.earned(client, authenticated=auth)
+                peer = client.peername
                 logger.info(
                     "mitm407: client %s:%s %s -> connection authenticated (%s)",
-                    facts.client_ip,
-                    peer[1] if peer else "?",
-                    facts.method,
-                    verdict.auth.reason,
+                    facts.client_ip, peer[1] if peer else "?", facts.method, printable(auth.reason, 200),
                 )
-            self.on_forward(flow, decision)
-            return verdict.action
-        fired = self.refuse(flow, verdict, facts, is_proxy, decision)
-        self.on_forward(flow, replace(decision, fired=fired))
-        return verdict.action
+            if outcome.opens_tunnel:
+                self.connects[flow] = auth
+            if outcome.response_headers:
+                self.response_headers[flow] = outcome.response_headers
+            if outcome.kill_on_response:
+                self.kill_on_response.add(flow)
+        return asyncio.sleep(outcome.delay) if outcome.delay > 0 else None
 
-    def on_forward(self, flow: http.HTTPFlow, decision: Decision) -> None:
-        """Record the faults that fired and keep what they ask of later hooks."""
-        self.record_faults(flow, decision.fired)
-        if decision.delay > 0:
-            self.delays[flow] = decision.delay
-        if decision.kill_response:
-            self.kill_on_response.add(flow)
+    async def after_slow_check(
+        self, flow: http.HTTPFlow, check: SlowCheck, body: bytes | None, slow_checks: int
+    ) -> None:
+        """Run the slow check in a worker thread, then decide on the loop as the sync hook would.
+
+        The check only fills the scheme's cache; ``decide`` then makes the usual
+        decision, faults and lockout included, on a cache hit. Meanwhile the flow
+        may have been answered or killed (nothing left to decide), or the scenario
+        reloaded (new schemes, empty caches: the gate asks for one more check,
+        after which it checks inline). Guarded like ``decide``: mitmproxy would
+        forward the flow if this coroutine raised.
+        """
+        try:
+            await self.slow_checks.run(check)
+            if flow.response is not None or flow.error is not None:
+                return
+            later = self.decide(flow, body, slow_checks)
+            if later is not None:
+                await later
+        except Exception:
+            self.fail(flow)
+
+    def fail(self, flow: http.HTTPFlow) -> None:
+        """Deciding raised: log it once with its traceback, answer 500, never forward."""
+        try:
+            request = flow.request
+            what = f"{request.method} {request.authority or request.host}"
+        except Exception:
+            what = "a request"
+        # While mitmproxy is still starting, an error line makes mitmdump exit: a client must not
+        # be able to stop the proxy by racing its start, so it is a warning until then.
+        logger.log(
+            logging.ERROR if self._started else logging.WARNING,
+            "mitm407: internal error while deciding %s; answered 500, not forwarded",
+            printable(what, 200),
+            exc_info=True,
+        )
+        self.answer_error(flow, ERROR_AUTH, 500)
+
+    def answer_error(self, flow: http.HTTPFlow, auth: AuthResult, status: int) -> None:
+        try:
+            self.awaiting_body.discard(flow)
+            self.connects.pop(flow, None)
+            flow.response = error_response(self.hop_name, status)
+            flow.metadata[META_ANSWERED] = True
+            flow.metadata[META_AUTH] = auth_record(auth)
+        except Exception:  # even the error answer failed: reset rather than forward
+            logger.error("mitm407: cannot even answer the error; resetting the connection", exc_info=True)
+            flow.kill()
 
     def record_faults(self, flow: http.HTTPFlow, fired: tuple[Fired, ...]) -> None:
         if not fired:
@@ -450,47 +481,16 @@ class Addon:
         for f in fired:
             logger.info("mitm407: fault %s: %s", f.name, f.reason)
 
-    def refuse(
-        self, flow: http.HTTPFlow, verdict: Verdict, facts: RequestFacts, is_proxy: bool, decision: Decision
-    ) -> tuple[Fired, ...]:
-        """Answer the flow ourselves; returns every fault that fired on it, answer faults included."""
-        assert self.authorizer is not None and self.faults is not None
-        hop = ctx.options.hop_name
-        deny = verdict.action is Action.DENY
-        shaped = None
-        if is_proxy and self.authorizer.scenario.response is not None:  # a captured proxy's shape
-            stale = verdict.auth.result is Result.STALE
-            shaped = build_shaped_answer(
-                self.authorizer.scenario.response,
-                verdict.auth,
-                facts,
-                lambda name: self.authorizer.challenges_of(name, facts, stale),
-                lambda: self.authorizer.challenges(facts, stale),
-                hop,
-                deny=deny,
-            )
-        if shaped is not None:
-            answer = shaped
-        elif deny:
-            answer = build_denial(verdict.auth, hop)
-        else:
-            result = verdict.auth.result
-            # a handshake in progress (NTLM type 2) sends only its own challenge
-            challenges = [] if result is Result.CONTINUE else self.authorizer.challenges(facts, result is Result.STALE)
-            answer = build_challenge(verdict.auth, challenges, is_proxy, hop)
-        answer, fired = self.faults.rewrite(answer, decision, facts)  # faults on the answer
-        flow.response = to_response(answer)
-        flow.metadata[META_ANSWERED] = True
-        if answer.complete:
-            flow.metadata[META_SHAPED] = True
-        auth = verdict.auth
+    @staticmethod
+    def log_refusal(facts: RequestFacts, status: int, auth: AuthResult) -> None:
+        """One line per refusal; request-derived text (path, host) goes through ``printable``."""
+        where = facts.target if facts.is_connect else f"{facts.host}:{facts.port}{facts.path.split('?')[0]}"
         logger.info(
-            "mitm407: %s %s %s -> %d: %s%s",
+            "mitm407: %s %s %s -> %d: %s (%s)",
             facts.client_ip,
-            facts.method,
-            facts.target if facts.is_connect else f"{facts.host}:{facts.port}{facts.path.split('?')[0]}",
-            answer.status,
+            printable(facts.method, 20),
+            printable(where, 200),
+            status,
             auth.result.value,
-            f" ({auth.reason})",
+            printable(auth.reason, 300),
         )
-        return decision.fired + fired

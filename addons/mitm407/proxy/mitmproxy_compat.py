@@ -8,16 +8,23 @@ parsing and upstream credentials, and they may move in any release. Every user
 imports them from here, tests/test_compat.py checks each on the installed
 mitmproxy (11 and 12) with a tiny round trip and checks that no other module
 imports them: a release that moves one fails there, and this is the only file to fix.
+
+``offer_hook`` is the one undocumented *behaviour* relied on: mitmproxy looks a
+hook up on the addon object at every event (``getattr``), so a hook set as an
+instance attribute is called and one removed is not; and it awaits whatever a
+hook returns if that is awaitable, so a sync hook may return a coroutine (a
+delay, a slow check) and cost no coroutine on the common path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mitmproxy.addons.upstream_auth import parse_upstream_auth
 from mitmproxy.net.http.http1 import connection_close, read_response_head
 
-__all__ = ["connection_close", "http1_server_layer", "parse_upstream_auth", "read_response_head"]
+__all__ = ["connection_close", "http1_server_layer", "offer_hook", "parse_upstream_auth", "read_response_head"]
 
 
 def http1_server_layer() -> tuple[type, Callable[[int, str], bytes]]:
@@ -26,3 +33,11 @@ def http1_server_layer() -> tuple[type, Callable[[int, str], bytes]]:
     from mitmproxy.proxy.layers.http import _http1
 
     return _http1.Http1Server, _http1.make_error_response
+
+
+def offer_hook(addon: Any, name: str, hook: Callable[..., object] | None) -> None:
+    """Offer mitmproxy the hook ``name`` on ``addon`` (``hook``), or stop offering it (None)."""
+    if hook is None:
+        addon.__dict__.pop(name, None)
+    else:
+        setattr(addon, name, hook)

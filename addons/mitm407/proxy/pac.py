@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from mitm407.proxy.addon import META_ANSWERED, META_FAULT, is_proxy_mode
+from mitm407.core.flowmeta import META_ANSWERED, META_FAULT
+from mitm407.hoplog.flows import is_proxy_mode
 from mitm407.scenario.load import Scenario
 from mitm407.scenario.pac import DEAD_PROXY, PAC_CONTENT_TYPE, PAC_PATHS, UNREACHABLE, pac_script, proxy_address
 

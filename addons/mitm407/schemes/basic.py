@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
+from mitm407.core.users import watch_users
 from mitm407.core.yamlnodes import Mapping, Reader
 from mitm407.schemes.base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
 
@@ -87,6 +88,12 @@ class BasicScheme:
         self._verified: OrderedDict[bytes, tuple[AuthResult, float]] = OrderedDict()
         # No slow secret, no slow check to move off the event loop: one attribute read per request.
         self.has_slow_secrets = any(user.secret.slow for user in context.users.values())
+        watch_users(context.users, self.users_changed)
+
+    def users_changed(self, names: frozenset[str]) -> None:
+        """A rotation changed passwords: a cached success may now be wrong, so the cache goes."""
+        self._verified.clear()
+        self.has_slow_secrets = any(user.secret.slow for user in self.context.users.values())
 
     def challenges(self, facts: RequestFacts, stale: bool = False) -> list[str]:
         return [self._challenge]

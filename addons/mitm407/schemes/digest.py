@@ -31,6 +31,7 @@ from typing import NamedTuple
 from mitm407.core.credentials import User
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
+from mitm407.core.users import watch_users
 from mitm407.core.yamlnodes import Mapping, Reader
 from mitm407.schemes.base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
 from mitm407.wire.authparams import AuthParamError, format_challenge, format_param, parse_auth_params
@@ -320,19 +321,33 @@ class DigestScheme:
         self.algorithms = tuple(ALGORITHMS[name] for name in self.options.algorithms)
         self.nonces = NonceMint(self.options.nonce_ttl, context.clock)
         self.replays = NcStore(self.options.nc_store_size)
-        families = {a.family: a for a in self.algorithms}
-        # HA1 per (hash family, user), computed once here and never per request.
+        self._families = {a.family: a for a in self.algorithms}
+        # HA1 per (hash family, user), computed once here (and on a rotation) and never per request.
         self._ha1: dict[tuple[str, str], str] = {}
         # userhash -> user name, per hash family (RFC 7616 §3.4.4)
-        self._by_userhash: dict[str, dict[str, str]] = {family: {} for family in families}
+        self._by_userhash: dict[str, dict[str, str]] = {family: {} for family in self._families}
         for user in context.users.values():
-            for family, algorithm in families.items():
-                ha1 = self._initial_ha1(user, algorithm)
-                if ha1 is not None:
-                    self._ha1[(family, user.name)] = ha1
-                if self.options.userhash:
-                    self._by_userhash[family][compute_userhash(algorithm, user.name, self.realm)] = user.name
+            self._derive(user)
+        watch_users(context.users, self.users_changed)
         self._fixed_params = self._challenge_params()
+
+    def _derive(self, user: User) -> None:
+        for family, algorithm in self._families.items():
+            ha1 = self._initial_ha1(user, algorithm)
+            if ha1 is not None:
+                self._ha1[(family, user.name)] = ha1
+            if self.options.userhash:
+                self._by_userhash[family][compute_userhash(algorithm, user.name, self.realm)] = user.name
+
+    def users_changed(self, names: frozenset[str]) -> None:
+        """A rotation changed these users: derive their HA1 again; nonces and replay counters stay."""
+        for family, by_hash in self._by_userhash.items():
+            self._by_userhash[family] = {h: n for h, n in by_hash.items() if n not in names}
+        self._ha1 = {key: ha1 for key, ha1 in self._ha1.items() if key[1] not in names}
+        for name in names:
+            user = self.context.users.get(name)
+            if user is not None:
+                self._derive(user)
 
     def _initial_ha1(self, user: User, algorithm: Algorithm) -> str | None:
         if user.secret.cleartext is not None:

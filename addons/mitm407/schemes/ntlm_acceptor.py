@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from mitm407.core.credentials import User
 from mitm407.core.results import AuthResult, Result
+from mitm407.core.users import watch_users
 from mitm407.core.yamlnodes import Mapping as YamlMapping
 from mitm407.core.yamlnodes import Reader
 from mitm407.schemes.base import MAX_CREDENTIALS, printable
@@ -135,7 +136,14 @@ class NtlmAcceptor:
         self.pending = HandshakeTable(self.options.max_handshakes, self.options.handshake_timeout, self.clock)
         self._by_lower = {name.lower(): user for name, user in self.users.items()}
         self._nt_hashes: dict[str, bytes] = {}
+        watch_users(self.users, self.users_changed)
         self._steps: dict[int, Callable[[bytes, str], Step]] = {1: self.negotiate, 3: self.authenticate}
+
+    def users_changed(self, names: frozenset[str]) -> None:
+        """A rotation changed these users' passwords: forget their hashes; handshakes in flight stay."""
+        self._by_lower = {name.lower(): user for name, user in self.users.items()}
+        for name in names:
+            self._nt_hashes.pop(name, None)
 
     # -- dispatch --------------------------------------------------------------
     def step(self, token: bytes, connection_id: str) -> Step:
