@@ -43,7 +43,7 @@ from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
-from mitm407.schemes.base import printable
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407")
 
