@@ -26,7 +26,7 @@ from typing import Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from mitm407.core.answers import Answer, credentials_field
+from mitm407.core.answers import Answer, as_server_header, credentials_field
 from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, auth_record
 from mitm407.core.problems import ScenarioError
@@ -378,7 +378,7 @@ class Addon:
         is_proxy = is_proxy_mode(flow.client_conn)
         for name, value in headers:
             # reverse mode answers as the server: Authentication-Info (RFC 7615)
-            flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
+            flow.response.headers.add(name if is_proxy else as_server_header(name), value)
 
     def earned(self, client: connection.Client, **changes: AuthResult | None) -> None:
         """Record what the client connection earned (``ConnectionState`` fields: tunnel, authenticated)."""
