@@ -43,6 +43,8 @@ from mitm407.hoplog.attribution import (
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.hoplog.summary import HopSummary, format_text
+from mitm407.wire.authparams import AuthParamError, parse_challenges
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407.hoplog")
 
@@ -111,6 +113,23 @@ def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
     """Every ``Via`` and ``Proxy-Status`` value, in order."""
     via, proxy_status = headerfields.values_of(headers, (b"via", b"proxy-status"))
     return via, proxy_status
+
+
+def offered_schemes(headers: http.Headers, status: int) -> list[str]:
+    """The scheme names a 401/407 offered (Negotiate, Basic, ...): the exchange without its parameters.
+
+    Upstream bytes are hostile: a challenge list that does not parse records what parsed before it,
+    names are escaped and bounded, and at most 16 are kept.
+    """
+    name = b"proxy-authenticate" if status == 407 else b"www-authenticate"
+    schemes: list[str] = []
+    for value in headerfields.values(headers, name):
+        try:
+            found = parse_challenges(value)
+        except AuthParamError:
+            continue
+        schemes += [printable(challenge.scheme, 64) for challenge in found]
+    return schemes[:16]
 
 
 def _server(headers: http.Headers) -> str:
@@ -459,7 +478,7 @@ class HopLog:
                 "message": (attribution.details or "")[:300] or None,
             }
         status = response.status_code if response is not None else (502 if attribution.kind is not Kind.NONE else None)
-        return {
+        record = {
             "v": 1,
             "time": _iso(request.timestamp_start),
             "hop": hop,
@@ -492,3 +511,6 @@ class HopLog:
             "findings": list(flow.metadata.get(META_FINDINGS, [])),
             "faults": [{"name": f["name"], "reason": f["reason"]} for f in flow.metadata.get(META_FAULT, [])],
         }
+        if status in (401, 407) and response is not None:
+            record["challenges"] = offered_schemes(response.headers, status)
+        return record
