@@ -152,3 +152,10 @@ def test_ctl_command_line(controlled, origin):
     assert mitm407_cli("ctl", "scenario", "digest", "--port", port).returncode == 0
     unreachable = mitm407_cli("ctl", "status", "--port", str(free_port()))
     assert unreachable.returncode == 1 and "cannot reach the control API" in unreachable.stderr
+
+
+def test_start_up_banner_lists_the_active_faults(mitmdump_factory):
+    dump = mitmdump_factory(options={"scenario": "account-lockout"})
+    log = dump.wait_for_log("fault active")
+    assert "mitm407: scenario 'account-lockout': 1 fault active" in log
+    assert "mitm407:   - all requests: lockout: seconds=300 (line 32)" in log
