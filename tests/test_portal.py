@@ -22,6 +22,7 @@ from mitm407.gate.portal import (
     Sessions,
     is_safe_url,
     parse_login_form,
+    redacted_form,
     without_handoff,
 )
 from mitm407.scenario.load import parse_scenario
@@ -251,6 +252,7 @@ def test_form_parsing_and_url_helpers():
     assert is_safe_url("http://x.test/a?b=c") and not is_safe_url("http://x.test/a b")
     assert not is_safe_url("ftp://x.test/") and not is_safe_url("http:///nohost")
     assert without_handoff(f"http://x/?a=1&{HANDOFF_PARAM}=c") == "http://x/?a=1"
+    assert redacted_form(b"username=a&password=p%26w&next=n") == b"username=a&password=REDACTED&next=n"
 
 
 def test_sessions_are_bounded_and_expire():

@@ -102,6 +102,12 @@ def parse_login_form(body: bytes) -> LoginForm:
                      fields.get("sig", ""))
 
 
+def redacted_form(body: bytes) -> bytes:
+    """The posted form as it may be kept (saved flows): every field but the password, which is replaced."""
+    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=16)
+    return urlencode([(k, "REDACTED" if k == "password" else v) for k, v in fields]).encode()
+
+
 def is_safe_url(url: str) -> bool:
     """An absolute ``http://`` URL of printable ASCII, not too long: fit for a ``Location`` header."""
     return (

@@ -27,7 +27,7 @@ from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_PORTAL_FORM, META_RULE, auth_record
 from mitm407.core.results import AuthResult
 from mitm407.gate.gate import Gate, Kind, Outcome
-from mitm407.gate.portal import HANDOFF_PARAM, LOGIN_PATH, Portal, parse_login_form
+from mitm407.gate.portal import HANDOFF_PARAM, LOGIN_PATH, LoginForm, Portal, parse_login_form, redacted_form
 from mitm407.hoplog.flows import is_proxy_mode
 from mitm407.proxy.addon import Addon, error_response, request_facts, to_response
 from mitm407.schemes.base import printable
@@ -36,6 +36,11 @@ logger = logging.getLogger("mitm407.portal")
 
 MAX_FORM = 8192  # bytes of a form post; more is refused unread (413)
 _HANDOFF = HANDOFF_PARAM.encode()
+
+
+def scrub(flow: http.HTTPFlow) -> None:
+    """Replace the posted form by one without the password: mitmproxy keeps request bodies (``-w``, mitmweb)."""
+    flow.request.content = redacted_form(flow.request.raw_content or b"")
 
 
 class PortalPages:
@@ -68,7 +73,9 @@ class PortalPages:
         if flow.metadata.get(META_PORTAL_FORM) is not True or flow.response is not None:
             return None
         try:
-            return self.login(flow)
+            form = parse_login_form(flow.request.raw_content or b"")
+            scrub(flow)  # before anything else: the password never stays in the flow (``-w`` files save it)
+            return self.login(flow, form)
         except Exception:
             self.fail(flow)
             return None
@@ -101,25 +108,24 @@ class PortalPages:
         request.stream = False  # read the body: the ``request`` hook answers (never streamed anywhere)
         flow.metadata[META_PORTAL_FORM] = True
 
-    def login(self, flow: http.HTTPFlow, slow_checks: int = 2) -> Awaitable[None] | None:
+    def login(self, flow: http.HTTPFlow, form: LoginForm, slow_checks: int = 2) -> Awaitable[None] | None:
         portal = self.portal()
         if portal is None:  # the scenario was reloaded without a portal meanwhile
             self.respond(flow, error_response(self.auth.hop_name, 503))
             return None
-        form = parse_login_form(flow.request.raw_content or b"")
         outcome = portal.login(self.facts(flow), form, self.auth.hop_name, defer_slow=slow_checks > 0)
         if outcome.kind is Kind.SLOW_CHECK and outcome.slow_check is not None:
-            return self.after_slow_check(flow, outcome, slow_checks - 1)
+            return self.after_slow_check(flow, form, outcome, slow_checks - 1)
         return self.apply(flow, outcome)
 
-    async def after_slow_check(self, flow: http.HTTPFlow, outcome: Outcome, slow_checks: int) -> None:
+    async def after_slow_check(self, flow: http.HTTPFlow, form: LoginForm, outcome: Outcome, slow_checks: int) -> None:
         """bcrypt in a worker thread (the auth addon's pool), then decide again on the loop: a cache hit."""
         try:
             assert outcome.slow_check is not None
             await self.auth.slow_checks.run(outcome.slow_check)
             if flow.response is not None or flow.error is not None:
                 return
-            later = self.login(flow, slow_checks)
+            later = self.login(flow, form, slow_checks)
             if later is not None:
                 await later
         except Exception:
@@ -171,7 +177,8 @@ class PortalPages:
     def fail(self, flow: http.HTTPFlow) -> None:
         logger.error("mitm407: internal error in the login portal; answered 500", exc_info=True)
         try:
-            flow.metadata.pop(META_PORTAL_FORM, None)
+            if flow.metadata.pop(META_PORTAL_FORM, None):
+                scrub(flow)
             self.respond(flow, error_response(self.auth.hop_name))
         except Exception:
             flow.kill()
