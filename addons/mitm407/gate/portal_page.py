@@ -26,7 +26,7 @@ LOGIN_PAGE = """<!DOCTYPE html>
 <input type="hidden" name="sig" value="{sig}">
 <label>User name <input type="text" id="username" name="username" value="{user}" autocomplete="username"></label>
 <label>Password <input type="password" id="password" name="password" autocomplete="current-password"></label>
-<button type="submit" id="submit">Sign in</button>
+<button type="submit" id="sign-in">Sign in</button>
 </form>
 <p class="small">{afterwards}</p>
 <p class="small">mitm407 login portal (a test double of Zscaler, Blue Coat and Squid portals).
