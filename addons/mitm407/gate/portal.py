@@ -42,10 +42,10 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from mitm407.core.answers import Answer
@@ -54,6 +54,7 @@ from mitm407.core.results import AuthResult, Result
 from mitm407.core.rules import Outcome as RuleOutcome
 from mitm407.core.users import UserDirectory
 from mitm407.core.verdict import Action, Verdict
+from mitm407.faults.base import Fired
 from mitm407.faults.engine import FaultEngine
 from mitm407.gate.authorizer import Authorizer, SlowCheck
 from mitm407.gate.portal_page import done_page, login_page
@@ -61,8 +62,52 @@ from mitm407.scenario.portal import BY_COOKIE, BY_IP, PortalConfig
 from mitm407.schemes.base import SchemeContext, printable
 from mitm407.schemes.basic import BasicScheme
 
-if TYPE_CHECKING:  # the gate imports this module; these are only its types
-    from mitm407.gate.gate import GateRequest, Outcome
+
+class PortalRequest(Protocol):
+    """What the portal reads of the gate's ``GateRequest`` (the gate imports this module, not the reverse)."""
+
+    @property
+    def facts(self) -> RequestFacts: ...
+
+    @property
+    def credentials(self) -> Sequence[str]: ...
+
+    @property
+    def connection(self) -> Any: ...
+
+    @property
+    def portal_token(self) -> str: ...
+
+    @property
+    def hop_name(self) -> str: ...
+
+
+class GateOutcome(Protocol):
+    """What the portal reads and replaces of the gate's ``Outcome`` (a NamedTuple)."""
+
+    @property
+    def answer(self) -> Answer | None: ...
+
+    @property
+    def auth(self) -> AuthResult | None: ...
+
+    def _replace(self, **changes: Any) -> Any: ...
+
+
+RequestT = TypeVar("RequestT", bound=PortalRequest)
+OutcomeT = TypeVar("OutcomeT", bound=GateOutcome)
+
+
+class LoginOutcome(NamedTuple):
+    """What the form post comes to; ``proxy/portal.py`` applies it. Never holds the password."""
+
+    auth: AuthResult | None = None  # None only while a slow check is pending
+    answer: Answer | None = None  # the page to send (None: reset, or a slow check first)
+    rule: str | None = None
+    kill: bool = False  # fault 'drop': reset the connection, no answer
+    delay: float = 0.0  # fault 'delay'
+    fired: tuple[Fired, ...] = ()
+    slow_check: SlowCheck | None = None  # run off the event loop, then post again (a cache hit)
 
 PORTAL_HOST = "login.mitm407.invalid"  # reserved (RFC 2606 .invalid): never a real site
 LOGIN_PATH = "/mitm407/login"
@@ -211,10 +256,10 @@ class Portal:
 
     def decide(
         self,
-        request: GateRequest,
-        decide: Callable[[GateRequest], Outcome],
-        on_authenticated: Callable[[GateRequest, AuthResult], Outcome | None],
-    ) -> Outcome:
+        request: RequestT,
+        decide: Callable[[RequestT], OutcomeT],
+        on_authenticated: Callable[[RequestT, AuthResult], OutcomeT | None],
+    ) -> OutcomeT:
         """The gate's decision with the portal around it: trust of a sign-in, redirect instead of a 407."""
         facts = request.facts
         if request.connection.tunnel is not None and not facts.is_connect:
@@ -224,10 +269,10 @@ class Portal:
             if known is not None:
                 outcome = on_authenticated(request, known)
                 if outcome is not None:
-                    return outcome._replace(auth=known)
+                    return outcome._replace(auth=known)  # type: ignore[no-any-return]
         return self.redirect(request, decide(request))
 
-    def redirect(self, request: GateRequest, outcome: Outcome) -> Outcome:
+    def redirect(self, request: PortalRequest, outcome: OutcomeT) -> OutcomeT:
         """A challenge (407) becomes the redirect to the login page; a CONNECT's 407 says where to sign in."""
         answer, auth = outcome.answer, outcome.auth
         if answer is None or auth is None or answer.status != 407 or auth.result in (Result.DENIED, Result.ERROR):
@@ -238,7 +283,7 @@ class Portal:
                    "once signed in, HTTPS (CONNECT) from your address passes")
             note = (f"\nThis proxy has a login portal: open any http:// page through it, or {self.login_base}, "
                     f"and sign in; {how}.\n")
-            return outcome._replace(answer=replace(answer, body=answer.body + note))
+            return outcome._replace(answer=replace(answer, body=answer.body + note))  # type: ignore[no-any-return]
         next_url = without_handoff(facts.target)
         if not is_safe_url(next_url):
             next_url = ""
@@ -248,7 +293,7 @@ class Portal:
         status = self.config.status
         page = html_answer(status, body, ("Location", location))
         reason = f"{auth.reason}; redirected to the login portal"
-        return outcome._replace(answer=page, auth=AuthResult(auth.result, reason, SCHEME, auth.user))
+        return outcome._replace(answer=page, auth=AuthResult(auth.result, reason, SCHEME, auth.user))  # type: ignore[no-any-return]
 
     # -- next: only ever the URL that was redirected -----------------------------------------
     def sign(self, next_url: str) -> str:
@@ -276,9 +321,8 @@ class Portal:
                           afterwards=f"After signing in you are trusted for {self.config.ttl:g} seconds.")
         return html_answer(200, body), AuthResult(Result.MISSING, "the login portal's form", SCHEME)
 
-    def login(self, facts: RequestFacts, form: LoginForm, hop: str, defer_slow: bool = True) -> Outcome:
+    def login(self, facts: RequestFacts, form: LoginForm, hop: str, defer_slow: bool = True) -> LoginOutcome:
         """POST of the form: check the password as Basic would, faults and the original URL's rule included."""
-        from mitm407.gate.gate import Kind, Outcome  # (the gate imports this module)
 
         next_url = self.checked_next(form.next_url, form.sig)
         target = facts_of(next_url, facts) if next_url else facts
@@ -286,10 +330,10 @@ class Portal:
         if not user or not form.password or len(user) > MAX_FIELD or len(form.password) > MAX_FIELD:
             auth = AuthResult(Result.MISSING if not user or not form.password else Result.MALFORMED,
                               "the form needs a user name and a password (at most 1024 characters each)", SCHEME)
-            return Outcome(Kind.ANSWER, auth, answer=self.again(hop, next_url, user, auth.reason, 200))
+            return LoginOutcome(auth, self.again(hop, next_url, user, auth.reason, 200))
         token = base64.b64encode(f"{user}:{form.password}".encode()).decode()  # a Basic token: never logged
         if defer_slow and self.checker.slow_check_pending(token):
-            return Outcome(Kind.SLOW_CHECK, slow_check=SlowCheck(self.checker, token))
+            return LoginOutcome(slow_check=SlowCheck(self.checker, token))
         self.rotate()
         rule, wanted = self.authorizer.rule_for(target)
         if wanted is RuleOutcome.DENY:
@@ -306,14 +350,14 @@ class Portal:
         auth = verdict.auth
         label = verdict.rule.label if verdict.rule is not None else None
         if decision.kill:
-            return Outcome(Kind.KILL, auth, label, fired=decision.fired)
+            return LoginOutcome(auth, None, label, kill=True, fired=decision.fired)
         if verdict.action is Action.FORWARD and auth.result is Result.OK and auth.user is not None:
             answer = self.grant(auth.user, facts, next_url)
-            return Outcome(Kind.ANSWER, auth, label, answer, delay=decision.delay, fired=decision.fired)
+            return LoginOutcome(auth, answer, label, delay=decision.delay, fired=decision.fired)
         status = 403 if verdict.action is Action.DENY else 200
         answer, rewritten = self.faults.rewrite(self.again(hop, next_url, printable(user), auth.reason, status),
                                                 decision, target)
-        return Outcome(Kind.ANSWER, auth, label, answer, delay=decision.delay, fired=decision.fired + rewritten)
+        return LoginOutcome(auth, answer, label, delay=decision.delay, fired=decision.fired + rewritten)
 
     def again(self, hop: str, next_url: str, user: str, error: str, status: int) -> Answer:
         """The form once more, with what went wrong (escaped by the page; never the password)."""

@@ -26,8 +26,16 @@ from mitmproxy import http
 from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_PORTAL_FORM, META_RULE, auth_record
 from mitm407.core.results import AuthResult
-from mitm407.gate.gate import Gate, Kind, Outcome
-from mitm407.gate.portal import HANDOFF_PARAM, LOGIN_PATH, LoginForm, Portal, parse_login_form, redacted_form
+from mitm407.gate.gate import Gate
+from mitm407.gate.portal import (
+    HANDOFF_PARAM,
+    LOGIN_PATH,
+    LoginForm,
+    LoginOutcome,
+    Portal,
+    parse_login_form,
+    redacted_form,
+)
 from mitm407.hoplog.flows import is_proxy_mode
 from mitm407.proxy.addon import Addon, error_response, request_facts, to_response
 from mitm407.schemes.base import printable
@@ -114,11 +122,13 @@ class PortalPages:
             self.respond(flow, error_response(self.auth.hop_name, 503))
             return None
         outcome = portal.login(self.facts(flow), form, self.auth.hop_name, defer_slow=slow_checks > 0)
-        if outcome.kind is Kind.SLOW_CHECK and outcome.slow_check is not None:
+        if outcome.slow_check is not None:
             return self.after_slow_check(flow, form, outcome, slow_checks - 1)
         return self.apply(flow, outcome)
 
-    async def after_slow_check(self, flow: http.HTTPFlow, form: LoginForm, outcome: Outcome, slow_checks: int) -> None:
+    async def after_slow_check(
+        self, flow: http.HTTPFlow, form: LoginForm, outcome: LoginOutcome, slow_checks: int
+    ) -> None:
         """bcrypt in a worker thread (the auth addon's pool), then decide again on the loop: a cache hit."""
         try:
             assert outcome.slow_check is not None
@@ -131,7 +141,7 @@ class PortalPages:
         except Exception:
             self.fail(flow)
 
-    def apply(self, flow: http.HTTPFlow, outcome: Outcome) -> Awaitable[None] | None:
+    def apply(self, flow: http.HTTPFlow, outcome: LoginOutcome) -> Awaitable[None] | None:
         auth = outcome.auth
         if auth is not None:
             flow.metadata[META_AUTH] = auth_record(auth)
@@ -139,11 +149,11 @@ class PortalPages:
             flow.metadata[META_RULE] = outcome.rule
         if outcome.fired:
             flow.metadata.setdefault(META_FAULT, []).extend(f.as_log() for f in outcome.fired)
-        if outcome.kind is Kind.KILL:
+        if outcome.kill:
             flow.kill()
             return None
-        if outcome.kind is not Kind.ANSWER or outcome.answer is None:
-            raise RuntimeError(f"login portal: unexpected outcome {outcome.kind}")
+        if outcome.answer is None:
+            raise RuntimeError("login portal: an outcome without an answer")
         self.respond(flow, to_response(outcome.answer))
         self.log(flow, outcome.answer.status, auth)
         return asyncio.sleep(outcome.delay) if outcome.delay > 0 else None
