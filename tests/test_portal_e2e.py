@@ -184,3 +184,18 @@ def test_headless_chromium_fills_the_form_and_reaches_the_page(mitmdump_factory,
         page.close()
         stop(proc)
     assert status_of(curl("-x", proxy.url, origin.url("/after"))) == 200  # the IP is signed in
+
+
+def test_a_bcrypt_user_signs_in_through_the_worker_thread(mitmdump_factory, origin, tmp_path):
+    """The form's password is checked like Basic: a bcrypt hash off the event loop, then cached."""
+    bcrypt = pytest.importorskip("bcrypt")
+    (tmp_path / "users.htpasswd").write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}\n")
+    path = tmp_path / "bcrypt.yaml"
+    path.write_text("version: 1\nhtpasswd: users.htpasswd\nportal: {ttl: 600}\n", encoding="utf-8")
+    proxy = mitmdump_factory(options={"scenario": str(path)})
+    page = body_of(curl("-x", proxy.url, "-L", origin.url("/data")))
+    assert status_of(post_form(proxy, form_fields(page), "wrong-" + PASSWORD)) == 200
+    assert status_of(curl("-x", proxy.url, origin.url("/data"))) == 302
+    done = post_form(proxy, form_fields(page), PASSWORD, "-L")
+    assert status_of(done) == 200 and '"path": "/data"' in body_of(done)
+    assert "slow password check failed" not in proxy.log
