@@ -22,7 +22,7 @@ import requests
 
 from cdp import start_chromium, stop
 from hoplogcheck import read_hop_log, wait_for_record
-from procs import CHROMIUM, curl, raw_exchange, register_secret
+from procs import CHROMIUM, REPO, curl, raw_exchange, register_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -154,6 +154,22 @@ def test_connect_is_refused_with_a_pointer_to_the_portal_then_passes_by_ip(mitmd
     post_form(proxy, form_fields(page), PASSWORD)
     passed = curl("-x", proxy.url, "-k", tls_origin.url("/s"))
     assert status_of(passed) == 200
+
+
+SHIPPED = REPO / "scenarios" / "login-portal.yaml"
+
+
+def test_shipped_scenario_locks_the_form_after_three_wrong_passwords(mitmdump_factory, origin, tmp_path):
+    """scenarios/login-portal.yaml as its header says: /health bypasses, three wrong passwords lock 'demo' (403)."""
+    proxy = mitmdump_factory(options={"scenario": str(SHIPPED)})
+    assert status_of(curl("-x", proxy.url, origin.url("/health"))) == 200
+    login = ["-x", proxy.url, "--data-urlencode", "username=demo"]
+    for attempt in range(3):
+        wrong = curl(*login, "--data-urlencode", f"password=wrong-{attempt}", LOGIN)
+        assert status_of(wrong) == 200 and "Sign-in failed" in body_of(wrong)
+    locked = curl(*login, "--data-urlencode", "password=mitm407", LOGIN)
+    assert status_of(locked) == 403 and "locked out" in body_of(locked)
+    assert status_of(curl("-x", proxy.url, origin.url("/data"))) == 302
 
 
 # MITM407_PORTAL_SCREENSHOT=docs/assets/portal-login.png: the Chromium test saves the login page there
