@@ -263,3 +263,20 @@ def test_sessions_are_bounded_and_expire():
     assert len(sessions) == 2 and sessions.get("a") is None
     clock.now += 11
     assert sessions.get("b") is None
+
+
+def test_rotation_reaches_the_form(tmp_path):
+    """Fault 'rotate': the form accepts the password in force now, not the one of the scenario file."""
+    gate, clock = make(tmp_path, users="{svc: rot-1}",
+                       extra="faults:\n  - rotate: {user: svc, passwords: [rot-1, rot-2], period: 60}\n")
+    assert sign_in(gate, "rot-1", user="svc").auth.result is Result.OK
+    clock.now += 61
+    assert sign_in(gate, "rot-1", user="svc", ip="10.0.0.7").auth.result is Result.BAD_CREDENTIALS
+    assert sign_in(gate, "rot-2", user="svc", ip="10.0.0.7").auth.result is Result.OK
+
+
+def test_expire_after_reaches_the_form(tmp_path):
+    gate, _ = make(tmp_path, extra="faults:\n  - expire_after: {requests: 1}\n")
+    assert sign_in(gate).auth.result is Result.OK
+    refused = sign_in(gate, ip="10.0.0.8")
+    assert refused.auth.result is not Result.OK and "Sign-in failed" in refused.answer.body
