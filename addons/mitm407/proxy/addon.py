@@ -455,15 +455,12 @@ class Addon:
         after which it checks inline). Guarded like ``decide``: mitmproxy would
         forward the flow if this coroutine raised.
         """
-        try:
-            await self.slow_checks.run(check)
-            if flow.response is not None or flow.error is not None:
-                return
-            later = self.decide(flow, body, slow_checks)
-            if later is not None:
-                await later
-        except Exception:
-            self.fail(flow)
+        await self.slow_checks.then_decide(
+            check,
+            lambda: flow.response is not None or flow.error is not None,
+            lambda: self.decide(flow, body, slow_checks),
+            lambda: self.fail(flow),
+        )
 
     def fail(self, flow: http.HTTPFlow) -> None:
         """Deciding raised: log it once with its traceback, answer 500, never forward."""

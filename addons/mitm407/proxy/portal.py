@@ -26,6 +26,7 @@ from mitmproxy import http
 from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_PORTAL_FORM, META_RULE, auth_record
 from mitm407.core.results import AuthResult
+from mitm407.gate.authorizer import SlowCheck
 from mitm407.gate.gate import Gate
 from mitm407.gate.portal import (
     HANDOFF_PARAM,
@@ -123,23 +124,17 @@ class PortalPages:
             return None
         outcome = portal.login(self.facts(flow), form, self.auth.hop_name, defer_slow=slow_checks > 0)
         if outcome.slow_check is not None:
-            return self.after_slow_check(flow, form, outcome, slow_checks - 1)
+            return self.after_slow_check(flow, form, outcome.slow_check, slow_checks - 1)
         return self.apply(flow, outcome)
 
-    async def after_slow_check(
-        self, flow: http.HTTPFlow, form: LoginForm, outcome: LoginOutcome, slow_checks: int
-    ) -> None:
+    async def after_slow_check(self, flow: http.HTTPFlow, form: LoginForm, check: SlowCheck, slow_checks: int) -> None:
         """bcrypt in a worker thread (the auth addon's pool), then decide again on the loop: a cache hit."""
-        try:
-            assert outcome.slow_check is not None
-            await self.auth.slow_checks.run(outcome.slow_check)
-            if flow.response is not None or flow.error is not None:
-                return
-            later = self.login(flow, form, slow_checks)
-            if later is not None:
-                await later
-        except Exception:
-            self.fail(flow)
+        await self.auth.slow_checks.then_decide(
+            check,
+            lambda: flow.response is not None or flow.error is not None,
+            lambda: self.login(flow, form, slow_checks),
+            lambda: self.fail(flow),
+        )
 
     def apply(self, flow: http.HTTPFlow, outcome: LoginOutcome) -> Awaitable[None] | None:
         auth = outcome.auth
