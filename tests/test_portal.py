@@ -253,6 +253,8 @@ def test_form_parsing_and_url_helpers():
     assert not is_safe_url("ftp://x.test/") and not is_safe_url("http:///nohost")
     assert without_handoff(f"http://x/?a=1&{HANDOFF_PARAM}=c") == "http://x/?a=1"
     assert redacted_form(b"username=a&password=p%26w&next=n") == b"username=a&password=REDACTED&next=n"
+    flood = b"&".join(b"f%d=x" % i for i in range(40)) + b"&password=p"
+    assert parse_login_form(flood).password == "" and redacted_form(flood) == b""  # not our form: nothing kept
 
 
 def test_sessions_are_bounded_and_expire():

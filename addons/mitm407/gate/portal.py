@@ -117,6 +117,7 @@ HANDOFF_TTL = 60.0
 MAX_SESSIONS = 10_000  # signed-in clients (IPs, cookies) kept; the oldest go first
 MAX_NEXT = 2048  # a longer original URL is not offered as ``next`` (the form still works)
 MAX_FIELD = 1024  # user names and passwords longer than this are refused unchecked
+MAX_FIELDS = 16  # fields in a posted form or the login page's query
 SCHEME = "portal"  # ``auth.scheme`` in the hop log
 
 HTML = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"))
@@ -139,18 +140,28 @@ class LoginForm:
 
 def parse_login_form(body: bytes) -> LoginForm:
     """``application/x-www-form-urlencoded`` as browsers and ``curl --data-urlencode`` send it."""
-    text = body.decode("utf-8", "replace")
-    fields: dict[str, str] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=16):
-        fields.setdefault(key, value)  # the first of repeated fields, as most servers read them
+    fields = form_fields(body.decode("utf-8", "replace"))
     return LoginForm(fields.get("username", ""), fields.get("password", ""), fields.get("next", ""),
                      fields.get("sig", ""))
 
 
+def form_fields(text: str) -> dict[str, str]:
+    """``a=1&b=2`` (a form body, a query) as a dict; the first of repeated fields wins, as most servers
+    read them. More than ``MAX_FIELDS`` fields is not a form of ours: nothing (the form then asks again)."""
+    fields: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        return fields
+    for key, value in pairs:
+        fields.setdefault(key, value)
+    return fields
+
+
 def redacted_form(body: bytes) -> bytes:
     """The posted form as it may be kept (saved flows): every field but the password, which is replaced."""
-    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=16)
-    return urlencode([(k, "REDACTED" if k == "password" else v) for k, v in fields]).encode()
+    fields = form_fields(body.decode("utf-8", "replace"))
+    return urlencode([(k, "REDACTED" if k == "password" else v) for k, v in fields.items()]).encode()
 
 
 def is_safe_url(url: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from urllib.parse import parse_qsl
 
 from mitmproxy import http
 
@@ -34,6 +33,7 @@ from mitm407.gate.portal import (
     LoginForm,
     LoginOutcome,
     Portal,
+    form_fields,
     parse_login_form,
     redacted_form,
 )
@@ -100,7 +100,7 @@ class PortalPages:
             return
         method = request.method.upper()
         if method in ("GET", "HEAD"):
-            query = dict(parse_qsl(request.path.partition("?")[2], max_num_fields=8))
+            query = form_fields(request.path.partition("?")[2])
             facts = self.facts(flow)
             answer, auth = portal.form(facts, query, self.auth.portal_token(flow), self.auth.hop_name)
             flow.metadata[META_AUTH] = auth_record(auth)
