@@ -104,3 +104,19 @@ def test_two_proxies_appending_to_one_hop_log_keep_their_lines_whole(tmp_path):
     assert [(r["hop"], r["path"][:3]) for r in records] == [
         (hop, f"/{n}/") for n in range(3) for hop in ("one", "two")
     ]
+
+
+def test_offered_schemes_of_a_407_names_only_and_hostile_values_survive():
+    from mitmproxy import http
+
+    from mitm407.hoplog.addon import offered_schemes
+
+    headers = http.Headers([
+        (b"Proxy-Authenticate", b'Negotiate, Basic realm="corp", charset="UTF-8"'),
+        (b"Proxy-Authenticate", b'NTLM'),
+        (b"Proxy-Authenticate", b'Digest realm="unterminated'),  # does not parse: left out
+        (b"Proxy-Authenticate", b"Ev\x1bil"),  # a control character is no token: left out
+    ])
+    assert offered_schemes(headers, 407) == ["Negotiate", "Basic", "NTLM"]
+    assert offered_schemes(http.Headers([(b"WWW-Authenticate", b"Basic realm=x")]), 401) == ["Basic"]
+    assert offered_schemes(http.Headers([(b"Proxy-Authenticate", b"Basic")] * 40), 407) == ["Basic"] * 16

@@ -144,3 +144,9 @@ def test_foreign_or_hand_edited_records_render_without_a_traceback():
     page = render_report(odd)
     assert '<body data-flows="3" data-shown="3">' in page
     assert page.count('class="arrow answer"') == 1  # only the last one names an answering hop
+
+
+def test_a_407_arrow_names_the_schemes_it_offered_escaped():
+    markup = render_flow(1, record(challenges=["Negotiate", "<b>Basic</b>"]))
+    assert "407 Proxy Authentication Required Negotiate, &lt;b&gt;Basic&lt;/b&gt;" in markup
+    assert "<b>Basic" not in markup

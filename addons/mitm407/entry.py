@@ -28,11 +28,13 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file and the login portal's pages (before
-    the auth addon: neither needs credentials), challenge and validate, relay CONNECT refusals, the hop log."""
+    """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file and the login portal's pages
+    (before the auth addon: neither needs credentials), challenge and validate, relay CONNECT refusals, the
+    control API, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
+        from mitm407.proxy.control import Control
         from mitm407.proxy.limits import Limits
         from mitm407.proxy.pac import Pac
         from mitm407.proxy.portal import PortalPages
@@ -41,4 +43,14 @@ def all_addons() -> list[Any]:
 
         return [Unavailable(missing_dependency_message(e))]
     auth = Addon()
-    return [Limits(), Pac(lambda: auth.scenario), PortalPages(auth), auth, ConnectRelay(), *hoplog_addons()]
+    hoplog = hoplog_addons()
+    pages = [Pac(lambda: auth.scenario), PortalPages(auth)]
+    return [Limits(), *pages, auth, ConnectRelay(), Control(auth, find_hoplog), *hoplog]
+
+
+def find_hoplog() -> Any:
+    """The hop log addon of this process, whichever entry script installed it (None if none did)."""
+    from mitmproxy import ctx
+
+    master = getattr(ctx, "master", None)
+    return master.addons.get("hoplog") if master is not None else None

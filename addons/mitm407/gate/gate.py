@@ -32,6 +32,7 @@ from mitm407.core.rules import Outcome as RuleOutcome
 from mitm407.core.shape import build_shaped_answer
 from mitm407.faults.engine import Decision, FaultEngine, Fired
 from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
+from mitm407.gate.overrides import Overrides
 from mitm407.gate.portal import Portal
 from mitm407.scenario.load import Scenario
 
@@ -100,9 +101,12 @@ class Gate:
         self.scenario = scenario
         self.authorizer = Authorizer(scenario, clock)
         self.faults = FaultEngine(scenario, clock)
+        self.overrides = Overrides()  # the control API's expired and locked users
         # a login portal (``portal:``) around the decision: gate/portal.py
         self.portal = (
-            Portal(scenario.portal, self.authorizer, self.faults, self.rotate_users, clock) if scenario.portal else None
+            Portal(scenario.portal, self.authorizer, self.faults, self.rotate_users, self.overrides.apply, clock)
+            if scenario.portal
+            else None
         )
         # Only Digest (its ``uri``), a captured response shape and the portal (its ``next``) read a plain
         # request's target: without them the addon skips rebuilding the URL on every request.
@@ -160,7 +164,7 @@ class Gate:
                 if check is not None:
                     return Outcome(Kind.SLOW_CHECK, slow_check=check)
         self.rotate_users()
-        verdict = authorizer.evaluate(facts, values, credentials_header(request.is_proxy))
+        verdict = self.overrides.apply(authorizer.evaluate(facts, values, credentials_header(request.is_proxy)))
         outcome = self.apply_faults(request, self.faults.decide(facts, verdict))
         return outcome._replace(forget_connection=True) if forget else outcome
 

@@ -232,6 +232,7 @@ class Portal:
         authorizer: Authorizer,
         faults: FaultEngine,
         rotate: Callable[[], None],
+        overrides: Callable[[Verdict], Verdict] = lambda verdict: verdict,
         clock: Callable[[], float] = time.monotonic,
         key: bytes | None = None,
     ) -> None:
@@ -239,6 +240,7 @@ class Portal:
         self.authorizer = authorizer
         self.faults = faults
         self.rotate = rotate  # the gate's fault 'rotate' step, run before a password check
+        self.overrides = overrides  # the control API's expired and locked users (gate/overrides.py)
         self.clock = clock
         self.host = PORTAL_HOST
         self.login_base = f"http://{PORTAL_HOST}{LOGIN_PATH}"
@@ -356,7 +358,7 @@ class Portal:
             auth = AuthResult(checked.result, checked.reason.replace("valid Basic credentials", "signed in on the "
                               "login portal"), SCHEME, checked.user)
             verdict = Verdict(Action.FORWARD if auth.result is Result.OK else Action.CHALLENGE, auth, rule)
-        decision = self.faults.decide(target, verdict)
+        decision = self.faults.decide(target, self.overrides(verdict))
         verdict = decision.verdict
         auth = verdict.auth
         label = verdict.rule.label if verdict.rule is not None else None

@@ -10,6 +10,7 @@ flows for mitmweb, and records credential leaks. The decisions are in
 
 from __future__ import annotations
 
+import collections
 import datetime
 import functools
 import json
@@ -42,6 +43,8 @@ from mitm407.hoplog.attribution import (
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
 from mitm407.hoplog.summary import HopSummary, format_text
+from mitm407.wire.authparams import AuthParamError, parse_challenges
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407.hoplog")
 
@@ -112,6 +115,23 @@ def _via_and_proxy_status(headers: http.Headers) -> tuple[list[str], list[str]]:
     return via, proxy_status
 
 
+def offered_schemes(headers: http.Headers, status: int) -> list[str]:
+    """The scheme names a 401/407 offered (Negotiate, Basic, ...): the exchange without its parameters.
+
+    Upstream bytes are hostile: a challenge list that does not parse records what parsed before it,
+    names are escaped and bounded, and at most 16 are kept.
+    """
+    name = b"proxy-authenticate" if status == 407 else b"www-authenticate"
+    schemes: list[str] = []
+    for value in headerfields.values(headers, name):
+        try:
+            found = parse_challenges(value)
+        except AuthParamError:
+            continue
+        schemes += [printable(challenge.scheme, 64) for challenge in found]
+    return schemes[:16]
+
+
 def _server(headers: http.Headers) -> str:
     """``headers.get("Server", "")``: several lines folded with ", "."""
     return ", ".join(headerfields.values(headers, b"server"))
@@ -147,6 +167,10 @@ class HopLog:
         self._owns_out = False
         self._running = False
         self.summary = HopSummary()
+        # The last records in memory, numbered from 1, for the control API's ``GET /hops?since=N``;
+        # None (the default) keeps none and builds no record when no log file is open either.
+        self.recent: collections.deque[tuple[int, dict[str, Any]]] | None = None
+        self.sequence = 0
         # client connection -> id of its accepted CONNECT flow (the tunnel)
         self.tunnels: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
         # flow -> its Attribution, computed once when needed (not in flow.metadata: not serializable)
@@ -382,18 +406,32 @@ class HopLog:
             and (flow.request.scheme == "https" or flow.client_conn in self.tunnels),
         )
 
+    def keep_recent(self, size: int) -> None:
+        """Keep the last ``size`` records in memory (the control API reads them with ``records_since``)."""
+        self.recent = collections.deque(self.recent or (), maxlen=size)
+
+    def records_since(self, sequence: int) -> list[tuple[int, dict[str, Any]]]:
+        """(number, record) of every kept record numbered above ``sequence``, oldest first."""
+        return [(n, record) for n, record in (self.recent or ()) if n > sequence]
+
     def finish(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(META_LOGGED):
             return
         flow.metadata[META_LOGGED] = True
-        if self.out is None and flow.response is not None:
+        keep = self.recent is not None
+        if self.out is None and not keep and flow.response is not None:
             return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
         attribution = self.attribution(flow)
         if flow.response is None:
             self.mark(flow, attribution)
-        if self.out is None:
+        if self.out is None and not keep:
             return
         record = self.record(flow, attribution)
+        if keep:
+            self.sequence += 1
+            self.recent.append((self.sequence, record))  # type: ignore[union-attr]
+        if self.out is None:
+            return
         self.summary.add(record)
         line = json_line(record)
         try:
@@ -440,7 +478,7 @@ class HopLog:
                 "message": (attribution.details or "")[:300] or None,
             }
         status = response.status_code if response is not None else (502 if attribution.kind is not Kind.NONE else None)
-        return {
+        record = {
             "v": 1,
             "time": _iso(request.timestamp_start),
             "hop": hop,
@@ -473,3 +511,6 @@ class HopLog:
             "findings": list(flow.metadata.get(META_FINDINGS, [])),
             "faults": [{"name": f["name"], "reason": f["reason"]} for f in flow.metadata.get(META_FAULT, [])],
         }
+        if status in (401, 407) and response is not None:
+            record["challenges"] = offered_schemes(response.headers, status)
+        return record

@@ -305,7 +305,9 @@ def diagram(record: Mapping[str, Any], known: Names = NO_NAMES) -> str:
             sub = f"auth {auth.get('result')}: {_text(auth.get('reason'))}"
         elif start > 1 and error is not None and error.get("message"):
             sub = f"{lanes[start].name}: {_text(error.get('message'))}"
-        rows.append(_arrow("answer", start, 0, y, status_text(status),
+        offered = [c for c in record.get("challenges") or () if isinstance(c, str)]
+        label = status_text(status) + (f" {', '.join(offered)}" if offered else "")  # 407 Negotiate, Basic
+        rows.append(_arrow("answer", start, 0, y, label,
                            {"role": "answer", "from": lanes[start].name, "to": "client", "status": str(status or ""),
                             "class": cls}, COLOURS[cls], sublabel=sub))
         y += ROW_HEIGHT
