@@ -59,8 +59,9 @@ from mitm407.faults.engine import FaultEngine
 from mitm407.gate.authorizer import Authorizer, SlowCheck
 from mitm407.gate.portal_page import done_page, login_page
 from mitm407.scenario.portal import BY_COOKIE, BY_IP, PortalConfig
-from mitm407.schemes.base import SchemeContext, printable
+from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.basic import BasicScheme
+from mitm407.wire.terminal import printable
 
 
 class PortalRequest(Protocol):

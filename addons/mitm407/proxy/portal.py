@@ -39,7 +39,7 @@ from mitm407.gate.portal import (
 )
 from mitm407.hoplog.flows import is_proxy_mode
 from mitm407.proxy.addon import Addon, error_response, request_facts, to_response
-from mitm407.schemes.base import printable
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407.portal")
 
