@@ -282,3 +282,11 @@ def test_expire_after_reaches_the_form(tmp_path):
     assert sign_in(gate).auth.result is Result.OK
     refused = sign_in(gate, ip="10.0.0.8")
     assert refused.auth.result is not Result.OK and "Sign-in failed" in refused.answer.body
+
+
+def test_the_control_apis_lock_applies_to_the_form(tmp_path):
+    gate, _ = make(tmp_path)
+    gate.overrides.lock("alice")
+    assert sign_in(gate).auth.result is not Result.OK and ask(gate).answer.status == 302
+    gate.overrides.unlock("alice")
+    assert sign_in(gate).auth.result is Result.OK
