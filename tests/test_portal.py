@@ -290,3 +290,16 @@ def test_the_control_apis_lock_applies_to_the_form(tmp_path):
     assert sign_in(gate).auth.result is not Result.OK and ask(gate).answer.status == 302
     gate.overrides.unlock("alice")
     assert sign_in(gate).auth.result is Result.OK
+
+
+def test_the_control_api_signs_portal_users_out(tmp_path):
+    """/expire and /lock reach sign-ins too: the next request is redirected to the form."""
+    gate, _ = make(tmp_path)
+    sign_in(gate)
+    assert ask(gate).kind is Kind.FORWARD
+    assert gate.overrides.expire_all() == ["alice"]
+    assert ask(gate).answer.status == 302
+    sign_in(gate)
+    assert ask(gate).kind is Kind.FORWARD
+    gate.overrides.lock("alice")
+    assert ask(gate).answer.status == 302

@@ -280,6 +280,9 @@ class Portal:
             return decide(request)  # inside an accepted tunnel: nothing to redirect
         if not request.credentials:  # credentials, when sent, are checked as usual (and removed)
             known = self.trust(facts, request.portal_token)
+            if known is not None and self.overrides(Verdict(Action.FORWARD, known, None)).action is not Action.FORWARD:
+                self.signed_in.pop(request.portal_token if self.by_cookie else facts.client_ip)  # control API
+                known = None  # locked or expired by the operator: signed out, the form again
             if known is not None:
                 outcome = on_authenticated(request, known)
                 if outcome is not None:
