@@ -207,6 +207,12 @@ SECTION_TITLES = {
         "The PAC file this proxy serves at `/proxy.pac` and `/wpad.dat` on its own address, without "
         "authentication; absent, it is generated from `rules` and `default`. See [PAC and WPAD](../pac.md).",
     ),
+    "portal": (
+        "`portal:`",
+        "A login portal: a request without credentials from a client not signed in is redirected to a form this "
+        "proxy serves on `http://login.mitm407.invalid/mitm407/login`; a successful sign-in trusts the client IP "
+        "(or a cookie) for `ttl` seconds. See [Login portal](../portal.md).",
+    ),
     "cache": ("`cache:`", "The verified-credentials cache (Basic): a slow hash is checked once per credential."),
     "response": (
         "`response:`",
@@ -274,6 +280,8 @@ KEYS: tuple[Key, ...] = (
     Key("", "response", "mapping", "", "exact shape of refusals (below)", {"status": 407}),
     Key("", "pac", "mapping", "(generated)", "the PAC file served at `/proxy.pac` and `/wpad.dat` (below)",
         {"fault": "unreachable"}),
+    Key("", "portal", "mapping", "", "a login portal instead of the 407 for plain HTTP requests (below)",
+        {"ttl": 600, "by": "ip"}),
     Key("users.NAME", "password", "string", "(required)", "the password, or `env:VAR`, or `file:PATH`", "x"),
     Key("users.NAME", "domain", "string", "", "the user's NTLM domain (see `ntlm.domain_check`)", "CORP"),
     Key("basic", "charset", "bool", "", 'advertise `charset="UTF-8"` (RFC 7617 §2.1)', False),
@@ -325,6 +333,13 @@ KEYS: tuple[Key, ...] = (
         "listens; settings `proxy: HOST:PORT` names one, `fallback: true` lists this proxy after it), written as "
         "faults are: `name` or `{name: {settings}}`", {"dead_proxy": {"proxy": "127.0.0.1:9", "fallback": True}},
     ),
+    Key("portal", "ttl", "seconds", "600", "how long a sign-in is trusted (at most a week)", 600),
+    Key(
+        "portal", "by", "string", "ip", "what a sign-in trusts: `ip` (the client address, also for CONNECT) or "
+        "`cookie` (a cookie set on each site through a one-time hand-off redirect; CONNECT needs credentials)",
+        "cookie",
+    ),
+    Key("portal", "status", "int", "302", "the redirect to the form: `302`, `303` or `307`", 307),
     Key("cache", "ttl", "seconds", "", "how long a verified credential is trusted", 60),
     Key("cache", "max_entries", "int", "", "bound on the cache; the oldest entry is dropped first", 10),
     *RESPONSE_SHAPE,

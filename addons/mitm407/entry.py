@@ -28,21 +28,24 @@ def hoplog_addons() -> list[Any]:
 
 
 def all_addons() -> list[Any]:
-    """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file (before the auth addon: a PAC
-    fetch needs no credentials), challenge and validate, relay CONNECT refusals, the control API, the hop log."""
+    """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file and the login portal's pages
+    (before the auth addon: neither needs credentials), challenge and validate, relay CONNECT refusals, the
+    control API, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
         from mitm407.proxy.control import Control
         from mitm407.proxy.limits import Limits
         from mitm407.proxy.pac import Pac
+        from mitm407.proxy.portal import PortalPages
     except ImportError as e:
         from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
         return [Unavailable(missing_dependency_message(e))]
     auth = Addon()
     hoplog = hoplog_addons()
-    return [Limits(), Pac(lambda: auth.scenario), auth, ConnectRelay(), Control(auth, find_hoplog), *hoplog]
+    pages = [Pac(lambda: auth.scenario), PortalPages(auth)]
+    return [Limits(), *pages, auth, ConnectRelay(), Control(auth, find_hoplog), *hoplog]
 
 
 def find_hoplog() -> Any:

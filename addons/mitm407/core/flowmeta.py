@@ -20,6 +20,7 @@ META_ANSWERED = "mitm407.answered"  # True: this proxy generated the response
 META_RULE = "mitm407.rule"  # label of the rule that applied, if any
 META_SHAPED = "mitm407.shaped"  # True: the answer is a scenario's exact response shape: add no header to it
 META_FAULT = "mitm407.fault"  # faults that fired on the flow: [{"name": ..., "reason": ...}]
+META_PORTAL_FORM = "mitm407.portal_form"  # True: a login form post the portal answers (proxy/portal.py), not the gate
 
 
 def auth_record(auth: AuthResult) -> dict[str, str | None]:

@@ -33,6 +33,7 @@ from mitm407.core.shape import build_shaped_answer
 from mitm407.faults.engine import Decision, FaultEngine, Fired
 from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
 from mitm407.gate.overrides import Overrides
+from mitm407.gate.portal import Portal
 from mitm407.scenario.load import Scenario
 
 
@@ -67,6 +68,7 @@ class GateRequest(NamedTuple):
     upstream: bool = False  # upstream mode: credentials of a bypassed request may be for the upstream proxy
     hop_name: str = "mitm407"
     defer_slow: bool = True  # False: run a slow check (bcrypt) inline rather than asking for SLOW_CHECK
+    portal_token: str = ""  # the login portal's cookie, when the scenario's portal trusts cookies (gate/portal.py)
 
 
 class Outcome(NamedTuple):
@@ -100,9 +102,17 @@ class Gate:
         self.authorizer = Authorizer(scenario, clock)
         self.faults = FaultEngine(scenario, clock)
         self.overrides = Overrides()  # the control API's expired and locked users
-        # Only Digest (its ``uri``) and a captured response shape read a plain request's target:
-        # without them the addon skips rebuilding the URL on every request.
-        self.needs_target = scenario.response is not None or any(s.name == "digest" for s in self.schemes)
+        # a login portal (``portal:``) around the decision: gate/portal.py
+        self.portal = (
+            Portal(scenario.portal, self.authorizer, self.faults, self.rotate_users, self.overrides.apply, clock)
+            if scenario.portal
+            else None
+        )
+        # Only Digest (its ``uri``), a captured response shape and the portal (its ``next``) read a plain
+        # request's target: without them the addon skips rebuilding the URL on every request.
+        self.needs_target = (
+            scenario.response is not None or self.portal is not None or any(s.name == "digest" for s in self.schemes)
+        )
 
     # what the addon asks to wire its hooks
     @property
@@ -119,6 +129,18 @@ class Gate:
 
     # -- the decision ------------------------------------------------------------------
     def decide(self, request: GateRequest) -> Outcome:
+        portal = self.portal
+        if portal is None or not request.is_proxy:
+            return self.decide_request(request)
+        return portal.decide(request, self.decide_request, self.on_authenticated_connection)
+
+    def rotate_users(self) -> None:
+        """Fault 'rotate', before any password check: the users move on when the rotation does."""
+        users = self.faults.rotated_users()
+        if users is not None:
+            self.authorizer.users.replace_users(users)
+
+    def decide_request(self, request: GateRequest) -> Outcome:
         facts, connection = request.facts, request.connection
         if connection.tunnel is not None and not facts.is_connect:
             return self.inside_tunnel(facts, connection.tunnel)
@@ -141,9 +163,7 @@ class Gate:
                 check = authorizer.slow_check(values, lambda: facts)
                 if check is not None:
                     return Outcome(Kind.SLOW_CHECK, slow_check=check)
-        users = self.faults.rotated_users()  # fault 'rotate', before authentication
-        if users is not None:
-            self.authorizer.users.replace_users(users)
+        self.rotate_users()
         verdict = self.overrides.apply(authorizer.evaluate(facts, values, credentials_header(request.is_proxy)))
         outcome = self.apply_faults(request, self.faults.decide(facts, verdict))
         return outcome._replace(forget_connection=True) if forget else outcome

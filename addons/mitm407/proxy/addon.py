@@ -28,12 +28,21 @@ from mitmproxy.proxy import mode_specs
 
 from mitm407.core.answers import Answer, as_server_header, credentials_field
 from mitm407.core.facts import RequestFacts
-from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, auth_record
+from mitm407.core.flowmeta import (
+    META_ANSWERED,
+    META_AUTH,
+    META_FAULT,
+    META_PORTAL_FORM,
+    META_RULE,
+    META_SHAPED,
+    auth_record,
+)
 from mitm407.core.problems import ScenarioError
 from mitm407.core.results import AuthResult, Result
 from mitm407.faults.engine import Fired
 from mitm407.gate.authorizer import SlowCheck
 from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind, Outcome
+from mitm407.gate.portal import COOKIE_NAME
 from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
@@ -332,6 +341,8 @@ class Addon:
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or flow.is_replay:
             return None
+        if flow.metadata.get(META_PORTAL_FORM) is True:  # the login portal answers it (proxy/portal.py)
+            return None
         return self.decide(flow)
 
     def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -428,7 +439,15 @@ class Addon:
             isinstance(client.proxy_mode, mode_specs.UpstreamMode),
             self.hop_name,
             defer_slow,
+            self.portal_token(flow),
         )
+
+    def portal_token(self, flow: http.HTTPFlow) -> str:
+        """The login portal's cookie (gate/portal.py), read only when the scenario's portal trusts cookies."""
+        portal = self.gate.portal if self.gate is not None else None
+        if portal is None or not portal.by_cookie:
+            return ""
+        return flow.request.cookies.get(COOKIE_NAME, "")
 
     def apply(
         self, flow: http.HTTPFlow, facts: RequestFacts, outcome: Outcome, is_proxy: bool, slow_checks: int
@@ -493,15 +512,12 @@ class Addon:
         after which it checks inline). Guarded like ``decide``: mitmproxy would
         forward the flow if this coroutine raised.
         """
-        try:
-            await self.slow_checks.run(check)
-            if flow.response is not None or flow.error is not None:
-                return
-            later = self.decide(flow, body, slow_checks)
-            if later is not None:
-                await later
-        except Exception:
-            self.fail(flow)
+        await self.slow_checks.then_decide(
+            check,
+            lambda: flow.response is not None or flow.error is not None,
+            lambda: self.decide(flow, body, slow_checks),
+            lambda: self.fail(flow),
+        )
 
     def fail(self, flow: http.HTTPFlow) -> None:
         """Deciding raised: log it once with its traceback, answer 500, never forward."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mitm407.core.results import AuthResult
@@ -77,6 +78,28 @@ class SlowChecks:
         self._inflight.pop(key, None)
         if not done.cancelled() and done.exception() is None:
             check.scheme.remember(check.credentials, done.result())
+
+    async def then_decide(
+        self,
+        check: SlowCheck,
+        done: Callable[[], bool],
+        decide: Callable[[], Awaitable[None] | None],
+        fail: Callable[[], None],
+    ) -> None:
+        """Run ``check``, then ``decide`` again on the loop (a cache hit), unless the request is ``done``.
+
+        The one continuation of every caller (the auth addon, the login portal); guarded like their
+        hooks: mitmproxy would forward a flow whose coroutine raised, so any exception calls ``fail``.
+        """
+        try:
+            await self.run(check)
+            if done():
+                return
+            later = decide()
+            if later is not None:
+                await later
+        except Exception:
+            fail()
 
     @property
     def in_flight(self) -> int:
