@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from mitm407.teach.matrix.cases import CASES, Case
-from mitm407.teach.matrix.clients import Client, Observation, excerpt, find_status, first_line_version
+from mitm407.teach.matrix.clients import (
+    CLIENTS,
+    Attempt,
+    Client,
+    Observation,
+    excerpt,
+    find_status,
+    first_line_version,
+)
 from mitm407.teach.matrix.render import render_markdown
-from mitm407.teach.matrix.runner import NOT_AVAILABLE, NOT_INSTALLED, judge, run_matrix
+from mitm407.teach.matrix.runner import NO_PROXY_TLS, NOT_AVAILABLE, NOT_INSTALLED, judge, run_matrix, verifies_proxy
 from procs import REPO, mitm407_cli
 
 SCENARIOS = REPO / "scenarios"
@@ -181,3 +191,115 @@ def test_kerberos_column_runs_a_throwaway_kdc(tmp_path: Path):
     if java:  # JGSS reads the realm's krb5.conf and ticket cache; it waits for the 407 Negotiate
         assert rows[java[0]]["Negotiate/Kerberos"] in ("ok (answered 407)", "not installed")
     assert "wonderland" not in markdown + done.stderr  # alice's Kerberos password (scenarios/negotiate-kerberos.yaml)
+
+
+def attempt(tmp_path: Path, **changes) -> Attempt:
+    fields = dict(url="http://127.0.0.1:9/hello.txt", base_url="http://127.0.0.1:9", proxy_port=3128, user="u",
+                  password="p@ss", challenge=False, scheme="basic", ca_file=None, workdir=tmp_path, toolsdir=tmp_path)
+    return Attempt(**{**fields, **changes})
+
+
+def test_tls_to_the_proxy_makes_the_proxy_url_https(tmp_path: Path):
+    assert attempt(tmp_path).proxy_url() == "http://u:p%40ss@127.0.0.1:3128"
+    assert attempt(tmp_path, proxy_ca="/ca.pem").proxy_url() == "https://u:p%40ss@127.0.0.1:3128"
+    assert attempt(tmp_path, proxy_ca="/ca.pem").proxy_url(with_credentials=False) == "https://127.0.0.1:3128"
+
+
+def test_verifies_proxy_reruns_with_a_ca_that_did_not_sign_the_proxy(tmp_path: Path):
+    """A client that passes with the wrong CA too never checked the proxy: that is what the cell says."""
+    blind = Client("blind", "blind", lambda: "1", lambda a: Observation(200))
+    careful = Client("careful", "careful", lambda: "1",
+                     lambda a: Observation(200) if a.proxy_ca == "/right.pem" else Observation(None, 60, "untrusted"))
+    for n, (client, verifies) in enumerate(((blind, False), (careful, True))):
+        (workdir := tmp_path / str(n)).mkdir()
+        assert verifies_proxy(client, attempt(workdir, proxy_ca="/right.pem"), "/wrong.pem") is verifies
+
+
+def test_the_jdk_rows_have_no_tls_to_a_proxy():
+    assert {c.id for c in CLIENTS if not c.proxy_tls} == {"java", "java-tunnel-basic", "java-urlconnection"}
+
+
+def first_bytes_of_a_proxy_connection(run) -> bytes:
+    """What a client sends first to a proxy port: a TLS record's first bytes, or a plain request's head."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        got: list[bytes] = []
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(10)
+                data = conn.recv(4096)
+                while data[:1] != b"\x16" and b"\r\n\r\n" not in data and (more := conn.recv(4096)):
+                    data += more
+                got.append(data)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        run(server.getsockname()[1])
+        thread.join(10)
+    return got[0]
+
+
+@pytest.mark.e2e  # runs the clients as processes
+@pytest.mark.parametrize("client_id", ["curl", "requests", "httpx", "node"])
+def test_tls_to_the_proxy_opens_with_a_client_hello(tmp_path: Path, client_id: str):
+    """The column is about TLS to the proxy: each client's first byte to the proxy is a TLS handshake record."""
+    (client,) = [c for c in CLIENTS if c.id == client_id]
+    if client.probe() is None:
+        pytest.skip(f"{client_id} not installed")
+    first = first_bytes_of_a_proxy_connection(
+        lambda port: client.run(attempt(tmp_path, proxy_port=port, proxy_ca="/etc/ssl/certs/ca-certificates.crt"))
+    )
+    assert first[:1] == b"\x16", first  # TLS record type 22: handshake
+
+
+def test_urllib_sends_connect_in_clear_to_an_https_proxy_set_for_http_and_https():
+    """CPython urllib, one https:// proxy for both schemes: a plain-text CONNECT to the proxy, credentials in clear."""
+    import urllib.error
+    import urllib.request
+
+    def run(port: int) -> None:
+        proxy = f"https://u:p@127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+        with pytest.raises(urllib.error.URLError):
+            opener.open("http://127.0.0.1:9/hello.txt", timeout=10)
+
+    first = first_bytes_of_a_proxy_connection(run)
+    assert first.startswith(b"CONNECT 127.0.0.1:"), first
+    assert b"Proxy-Authorization: Basic dTpw\r\n" in first  # u:p, before any TLS
+
+
+@pytest.mark.e2e
+def test_urllib_talks_tls_to_an_https_proxy_set_for_http_only(module_mitmdump, origin):
+    """The workaround the urllib note gives: the https:// proxy for ``http`` only, verified by the HTTPS handler."""
+    import ssl
+    import urllib.request
+
+    proxy = module_mitmdump(options={"scenario": "basic-passwords"})
+    context = ssl.create_default_context(cafile=proxy.ca_file)
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": f"https://plain:{PASSWORDS[0]}@127.0.0.1:{proxy.port}"}),
+        urllib.request.HTTPSHandler(context=context),
+    )
+    with opener.open(origin.url("/urllib-tls-proxy"), timeout=20) as response:
+        assert response.status == 200
+
+
+@pytest.mark.e2e
+def test_tls_to_the_proxy_column(tmp_path: Path):
+    """curl and httpx verify the proxy with mitmproxy's CA; requests passes without verifying; urllib breaks; no JDK."""
+    out = tmp_path / "docs" / "compat.md"
+    done = mitm407_cli("matrix", "-q", "--clients", "curl,urllib,requests,httpx,java", "--cases", "proxy-tls",
+                       "-o", str(out), "--scenario-dir", str(SCENARIOS), timeout=120)
+    assert done.returncode == 0, done.stderr
+    markdown = out.read_text(encoding="utf-8")
+    rows = table(markdown)
+    assert row_of(rows, "curl ") == {"TLS to the proxy": "ok"}  # and failed with a CA that did not sign the proxy
+    assert row_of(rows, "httpx ") == {"TLS to the proxy": "ok"}
+    assert re.fullmatch(r"ok, proxy certificate not verified \[\d+\]", row_of(rows, "requests ")["TLS to the proxy"])
+    assert re.fullmatch(r"\[fails \(502\)\]\([^)]+\) \[\d+\]", row_of(rows, "Python urllib ")["TLS to the proxy"])
+    java = [label for label in rows if label.startswith("Java HttpClient")]
+    if java:
+        assert rows[java[0]]["TLS to the proxy"].startswith(NO_PROXY_TLS + " [")
+    assert "urllib3/urllib3#2400" in markdown and "java.net.Proxy.Type" in markdown
+    assert PASSWORDS[0] not in markdown + done.stderr
