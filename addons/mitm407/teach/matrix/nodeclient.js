@@ -13,18 +13,11 @@
 const http = require("http");
 const https = require("https");
 const tls = require("tls");
-const fs = require("fs");
+const { takeFile } = require("./nodeargs");
 
 const args = process.argv.slice(2);
-const option = (name) => {
-  const at = args.indexOf(name);
-  if (at < 0) return undefined;
-  const value = fs.readFileSync(args[at + 1]);
-  args.splice(at, 2);
-  return value;
-};
-const ca = option("--ca");
-const proxyCa = option("--proxy-ca");
+const ca = takeFile(args, "--ca");
+const proxyCa = takeFile(args, "--proxy-ca");
 const toProxy = proxyCa ? (options) => https.request({ ...options, ca: proxyCa }) : http.request;
 const [target, proxyPort, user, password] = args;
 const url = new URL(target);

@@ -8,19 +8,12 @@
 // STATUS <code> or ERROR <code>: <message>. An https:// PROXY_URL is TLS to the
 // proxy itself, verified with --proxy-ca (ProxyAgent's proxyTls option).
 "use strict";
-const fs = require("fs");
+const { takeFile } = require("./nodeargs");
 const { ProxyAgent, request } = require(process.env.UNDICI);
 
 const args = process.argv.slice(2);
-const option = (name) => {
-  const at = args.indexOf(name);
-  if (at < 0) return undefined;
-  const value = fs.readFileSync(args[at + 1]);
-  args.splice(at, 2);
-  return value;
-};
-const ca = option("--ca");
-const proxyCa = option("--proxy-ca");
+const ca = takeFile(args, "--ca");
+const proxyCa = takeFile(args, "--proxy-ca");
 const [target, proxyUrl] = args;
 const dispatcher = new ProxyAgent({
   uri: proxyUrl,
