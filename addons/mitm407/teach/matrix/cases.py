@@ -27,6 +27,7 @@ class Case:
     expect: int = 200  # final status the client should report
     scheme: str = "basic"  # the auth scheme the client should use (curl --proxy-digest, ...)
     ticket: bool = False  # Kerberos: the runner starts a throwaway KDC and kinits ``user`` before the attempt
+    proxy_tls: bool = False  # TLS to the proxy itself (https://127.0.0.1:PORT), verified with mitmproxy's CA
     explain: str = ""  # one line under the table
 
 
@@ -53,6 +54,17 @@ CASES: tuple[Case, ...] = (
         user="plain",
         https=True,
         explain="HTTPS through the proxy to a local TLS origin: Basic at the CONNECT.",
+    ),
+    Case(
+        "proxy-tls",
+        "TLS to the proxy",
+        "basic-passwords.yaml",
+        user="plain",
+        proxy_tls=True,
+        explain="The proxy URL is `https://127.0.0.1:PORT`: the client talks TLS to mitm407 itself (mitmproxy's "
+        "regular mode accepts it on the same port) and is given mitmproxy's CA for the proxy's certificate where it "
+        "has an option for it (curl `--proxy-cacert`, git `http.proxySSLCAInfo`, httpx `Proxy(ssl_context=)`, undici "
+        "`proxyTls`); Basic, plain-HTTP origin (docs: HTTPS proxies).",
     ),
     Case(
         "no-credentials",

@@ -46,16 +46,19 @@ class Attempt:
     proxy_host: str = "127.0.0.1"
     env: Mapping[str, str] = field(default_factory=dict)
     krb5_conf: str | None = None
+    # TLS to the proxy itself: mitmproxy's CA, which signs the certificate the proxy presents (None: plain HTTP)
+    proxy_ca: str | None = None
 
     @property
     def negotiate(self) -> bool:
         return self.scheme == "negotiate"
 
     def proxy_url(self, with_credentials: bool = True) -> str:
+        scheme = "https" if self.proxy_ca else "http"
         where = f"{self.proxy_host}:{self.proxy_port}"
         if self.user is None or not with_credentials:
-            return f"http://{where}"
-        return f"http://{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@{where}"
+            return f"{scheme}://{where}"
+        return f"{scheme}://{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@{where}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Client:
     run: Callable[[Attempt], Observation]
     prepare: Callable[[Path], str | None] = field(default=lambda toolsdir: None)  # error text if it cannot
     schemes: frozenset[str] | None = None  # a row about some schemes only (None: every case)
+    proxy_tls: bool = True  # False: the client has no way to be told to talk TLS to a proxy
 
 
 # -- helpers --------------------------------------------------------------------
@@ -180,6 +184,8 @@ def run_curl(a: Attempt) -> Observation:
             args += [CURL_SCHEME_OPTIONS.get(a.scheme, "--proxy-anyauth")]
     if a.ca_file:
         args += ["--cacert", a.ca_file]
+    if a.proxy_ca:
+        args += ["--proxy-cacert", a.proxy_ca]
     code, output = execute([*args, a.url], env=client_env(a.env))
     codes = [int(c) for c in output.split()[:2] if c.isdigit() and int(c)]
     status = codes[0] if codes else find_status(output)
@@ -199,6 +205,8 @@ def python_client(library: str) -> Callable[[Attempt], Observation]:
             args += ["--challenge", a.scheme]
         if a.ca_file:
             args += ["--ca", a.ca_file]
+        if a.proxy_ca:
+            args += ["--proxy-ca", a.proxy_ca]
         return observe(*execute(args, env=client_env(a.env)))
 
     return run
@@ -222,6 +230,8 @@ def run_git(a: Attempt) -> Observation:
         args += ["-c", "http.proxyAuthMethod=anyauth"]
     if a.ca_file:
         args += ["-c", f"http.sslCAInfo={a.ca_file}"]
+    if a.proxy_ca:
+        args += ["-c", f"http.proxySSLCAInfo={a.proxy_ca}"]
     args += ["clone", "-q", f"{a.base_url}/repo.git", str(a.workdir / "clone")]
     code, output = execute(args, env=env)
     return observe(code, output, success_status=200 if (a.workdir / "clone" / "README").exists() else None)
@@ -259,6 +269,8 @@ def run_node(a: Attempt) -> Observation:
         args += [a.user, a.password or ""]
     if a.ca_file:
         args += ["--ca", a.ca_file]
+    if a.proxy_ca:
+        args += ["--proxy-ca", a.proxy_ca]
     return observe(*execute(args, env=client_env(a.env)))
 
 
@@ -284,6 +296,8 @@ def run_undici(a: Attempt) -> Observation:
     args = ["node", str(HERE / "undiciclient.js"), a.url, a.proxy_url()]
     if a.ca_file:
         args += ["--ca", a.ca_file]
+    if a.proxy_ca:
+        args += ["--proxy-ca", a.proxy_ca]
     return observe(*execute(args, env=client_env({"UNDICI": str(undici_dir()), **a.env})))
 
 
@@ -333,13 +347,14 @@ CLIENTS: tuple[Client, ...] = (
     Client("pip", "pip download", pip_version, run_pip),
     Client("node", "Node node:http", lambda: first_line_version(["node", "--version"], r"(v\S+)"), run_node),
     Client("undici", "undici ProxyAgent", undici_version, run_undici),
-    Client("java", "Java HttpClient", java_version, java_client(), compile_java),
+    Client("java", "Java HttpClient", java_version, java_client(), compile_java, proxy_tls=False),
     Client(
         "java-tunnel-basic",
         "Java HttpClient, `-Djdk.http.auth.tunneling.disabledSchemes=`",
         java_version,
         java_client("-Djdk.http.auth.tunneling.disabledSchemes="),
         compile_java,
+        proxy_tls=False,
     ),
     Client(
         "java-urlconnection",
@@ -347,6 +362,7 @@ CLIENTS: tuple[Client, ...] = (
         java_version,
         java_client(main="UrlConnectionClient"),
         compile_java,
+        proxy_tls=False,
     ),
     Client(
         "python-gssapi",

@@ -1,8 +1,10 @@
 """Known client limitations and bugs the matrix observes, with where they are documented.
 
-A failing cell whose (client, case) is listed here gets a numbered note with
-this text. Only list what a public source (release notes, documentation, an
-issue) or the matrix's own observation on this machine supports; say which.
+A failing (or n/a) cell whose (client, case) is listed in ``KNOWN`` gets a
+numbered note with this text; a passing cell listed in ``CAVEATS`` gets one
+too, for a client that gets through in a way worth knowing about. Only list
+what a public source (release notes, documentation, an issue) or the
+matrix's own observation on this machine supports; say which.
 """
 
 from __future__ import annotations
@@ -70,3 +72,26 @@ _NO_NEGOTIATE = {
     "java-tunnel-basic": _NO_DIGEST["java"],
 }
 KNOWN.update({(client, "kerberos"): text for client, text in _NO_NEGOTIATE.items()})
+
+# TLS to the proxy: the JDK's proxy model is a host and port, with no way to ask for TLS to it.
+_NO_PROXY_TLS_JAVA = (
+    "the JDK has no HTTPS proxies: `java.net.Proxy.Type` is DIRECT, HTTP or SOCKS and a proxy is a host and port "
+    "(`ProxySelector`, `http.proxyHost`), always spoken to in plain text (JDK API docs for java.net.Proxy.Type)"
+)
+KNOWN.update({(c, "proxy-tls"): _NO_PROXY_TLS_JAVA for c in ("java", "java-tunnel-basic", "java-urlconnection")})
+KNOWN[("urllib", "proxy-tls")] = (
+    "urllib given the https:// proxy for both `http` and `https` (as `http_proxy` and `https_proxy` do): the request, "
+    "switched to the proxy's scheme, meets the `https` entry and urllib sends `CONNECT` to the proxy itself in plain "
+    "text, Proxy-Authorization in clear (seen here); the request inside reaches mitmproxy with no destination (502). "
+    "Checked here: with the proxy for `http` only, urllib talks TLS to it and verifies it with its HTTPS handler's "
+    "context"
+)
+
+# (client id, case id) -> a passing cell's caveat, with its public reference.
+CAVEATS: dict[tuple[str, str], str] = {
+    ("requests", "proxy-tls"): "requests (urllib3 2) talks TLS to an https:// proxy but, for an http:// URL, does not "
+    "verify its certificate and only warns (InsecureRequestWarning; urllib3/urllib3#2400); `verify=` is for the "
+    "origin and requests has no option for the proxy's CA",
+    ("pip", "proxy-tls"): "pip (vendored requests and urllib3 1.26) does not verify an https:// proxy's certificate "
+    "for an http:// index either; `--cert` is for the index (urllib3/urllib3#2400)",
+}

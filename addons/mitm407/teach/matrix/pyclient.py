@@ -1,7 +1,7 @@
 """One request through a proxy with a Python HTTP library (run as a subprocess).
 
     python pyclient.py LIBRARY URL PROXY_PORT [--proxy-host H] [--user U --password P] [--challenge SCHEME]
-                       [--ca FILE]
+                       [--ca FILE] [--proxy-ca FILE]
 
 Prints ``STATUS <code>`` or ``ERROR <Type>: <message>``. Credentials go the
 way each library documents: in the proxy URL (percent-encoded), or, for
@@ -11,6 +11,12 @@ and send Basic preemptively). ``gssapi`` is no library of its own: urllib
 with a Negotiate token that python-gssapi makes from the Kerberos ticket
 cache, in a Proxy-Authorization header set by hand, which is what Python
 code has to do (requests-gssapi and httpx-gssapi answer 401 only).
+
+``--proxy-ca`` makes the proxy URL ``https://``: TLS to the proxy itself,
+verified with that CA where the library has a place for it (urllib: its
+HTTPS handler's context, which then serves the proxy; httpx: the proxy's own
+``ssl_context``; requests has none: urllib3 does not verify the proxy of an
+``http://`` URL, urllib3/urllib3#2400).
 """
 
 from __future__ import annotations
@@ -23,10 +29,20 @@ from urllib.parse import quote
 
 def proxy_url(args: argparse.Namespace, with_credentials: bool = True) -> str:
     """The proxy URL, with the user's credentials percent-encoded unless told otherwise."""
+    scheme = "https" if args.proxy_ca else "http"
     where = f"{args.proxy_host}:{args.proxy_port}"
     if args.user is None or not with_credentials:
-        return f"http://{where}"
-    return f"http://{quote(args.user, safe='')}:{quote(args.password or '', safe='')}@{where}"
+        return f"{scheme}://{where}"
+    return f"{scheme}://{quote(args.user, safe='')}:{quote(args.password or '', safe='')}@{where}"
+
+
+def trusting(*cafiles: str | None) -> ssl.SSLContext:
+    """A verifying context that trusts the given CA files (the system's when none)."""
+    given = [f for f in cafiles if f]
+    context = ssl.create_default_context(cafile=given[0] if given else None)
+    for cafile in given[1:]:
+        context.load_verify_locations(cafile=cafile)
+    return context
 
 
 def with_urllib(args: argparse.Namespace) -> int:
@@ -47,8 +63,8 @@ def with_urllib(args: argparse.Namespace) -> int:
     else:
         proxy = proxy_url(args)
     handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
-    if args.ca:
-        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=args.ca)))
+    if args.ca or args.proxy_ca:
+        handlers.append(urllib.request.HTTPSHandler(context=trusting(args.ca, args.proxy_ca)))
     try:
         with urllib.request.build_opener(*handlers).open(args.url, timeout=20) as response:
             response.read()
@@ -69,7 +85,9 @@ def with_httpx(args: argparse.Namespace) -> int:
     import httpx
 
     verify = ssl.create_default_context(cafile=args.ca) if args.ca else True
-    proxy = proxy_url(args)
+    proxy: str | httpx.Proxy = proxy_url(args)
+    if args.proxy_ca:  # the proxy's own context: ``verify`` is for the origin
+        proxy = httpx.Proxy(proxy, ssl_context=trusting(args.proxy_ca))
     with httpx.Client(proxy=proxy, verify=verify, timeout=20) as client:
         return client.get(args.url).status_code
 
@@ -110,6 +128,7 @@ def main() -> int:
     parser.add_argument("--password")
     parser.add_argument("--challenge", metavar="SCHEME", help="answer the 407 with this scheme's handler")
     parser.add_argument("--ca")
+    parser.add_argument("--proxy-ca", help="talk TLS to the proxy (https://), trusting this CA for it")
     args = parser.parse_args()
     try:
         print(f"STATUS {LIBRARIES[args.library](args)}")

@@ -12,6 +12,7 @@ shipped keytab beside ``negotiate-kerberos.yaml`` matches every such realm.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import platform
 import socket
@@ -28,7 +29,7 @@ from mitm407.scenario.load import Scenario, load_scenario, repo_scenario_dir
 from mitm407.teach.lab import Mitmdump, start_mitm407
 from mitm407.teach.matrix.cases import Case
 from mitm407.teach.matrix.clients import Attempt, Client, Observation, excerpt
-from mitm407.teach.matrix.known import KNOWN
+from mitm407.teach.matrix.known import CAVEATS, KNOWN
 from mitm407.teach.matrix.stage import Stage
 from mitm407.teach.realm import Realm, RealmError
 
@@ -36,6 +37,7 @@ from mitm407.teach.realm import Realm, RealmError
 OK, FAIL, MISSING, NA = "ok", "fail", "missing", "na"
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "n/a (scenario not available)"
+NO_PROXY_TLS = "n/a (no TLS to a proxy)"
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ def run_matrix(
                     cells[client.id][case.id] = Cell(MISSING, NOT_INSTALLED)
                 elif client.schemes is not None and case.scheme not in client.schemes:
                     cells[client.id][case.id] = Cell(NA, f"n/a ({', '.join(sorted(client.schemes))} only)")
+                elif case.proxy_tls and not client.proxy_tls:
+                    cells[client.id][case.id] = Cell(NA, NO_PROXY_TLS, note=KNOWN.get((client.id, case.id)))
                 elif not scenario_path(case, scenario_dir).exists():
                     cells[client.id][case.id] = Cell(NA, NOT_AVAILABLE)
         active = [c for c in clients if versions[c.id] is not None]
@@ -226,6 +230,20 @@ def start_realm(
     return realm
 
 
+def verifies_proxy(client: Client, attempt: Attempt, wrong_ca: str) -> bool:
+    """False if the client gets through again when told to trust only a CA that did not sign the proxy's certificate.
+
+    A client that passes either way never checked whom it sent the credentials to (urllib3/urllib3#2400).
+    """
+    workdir = attempt.workdir / "wrong-proxy-ca"
+    workdir.mkdir()
+    try:
+        obs = client.run(dataclasses.replace(attempt, proxy_ca=wrong_ca, workdir=workdir))
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return obs.status != 200
+
+
 def attempt_cell(
     client: Client,
     case: Case,
@@ -257,6 +275,7 @@ def attempt_cell(
         challenge=case.challenge,
         scheme=case.scheme,
         ca_file=proxy.ca_file if case.https else None,
+        proxy_ca=proxy.ca_file if case.proxy_tls else None,
         workdir=attempt_dir,
         toolsdir=work / "tools",
         **kerberos,
@@ -267,8 +286,11 @@ def attempt_cell(
         obs = Observation(None, None, f"{type(e).__name__}: {e}")
     challenged = "-> 407" in log.since_last()
     kind, text = judge(case, obs, challenged)
+    if kind == OK and case.proxy_tls and not verifies_proxy(client, attempt, stage.origin_cert):
+        text += ", proxy certificate not verified"
+        log.since_last()  # the check's lines are not the next attempt's
     text = redact(text, password)
     if kind == OK:
-        return Cell(kind, text)
+        return Cell(kind, text, note=CAVEATS.get((client.id, case.id)))
     return Cell(kind, text, link=f"scenarios/{case.scenario}", note=KNOWN.get((client.id, case.id)))
 

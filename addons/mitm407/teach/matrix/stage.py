@@ -120,6 +120,9 @@ class Stage:
         tls_dir.mkdir()
         self.http = StaticServer(self.root)
         self.https = StaticServer(self.root, make_tls_context(tls_dir))
+        # self-signed for 127.0.0.1: also a CA file that does NOT sign the proxy's certificate (the TLS-to-the-proxy
+        # column gives it to a client that passed, to see whether it verified the proxy at all)
+        self.origin_cert = str(tls_dir / "origin.crt")
 
     def url(self, path: str, https: bool) -> str:
         return (self.https if https else self.http).url(path)
