@@ -207,6 +207,10 @@ SECTION_TITLES = {
         "The PAC file this proxy serves at `/proxy.pac` and `/wpad.dat` on its own address, without "
         "authentication; absent, it is generated from `rules` and `default`. See [PAC and WPAD](../pac.md).",
     ),
+    "socks5": (
+        "`socks5:`",
+        "What the proxy asks of SOCKS5 clients when it runs with `--mode socks5`; see [SOCKS5](../socks5.md).",
+    ),
     "cache": ("`cache:`", "The verified-credentials cache (Basic): a slow hash is checked once per credential."),
     "response": (
         "`response:`",
@@ -274,6 +278,7 @@ KEYS: tuple[Key, ...] = (
     Key("", "response", "mapping", "", "exact shape of refusals (below)", {"status": 407}),
     Key("", "pac", "mapping", "(generated)", "the PAC file served at `/proxy.pac` and `/wpad.dat` (below)",
         {"fault": "unreachable"}),
+    Key("", "socks5", "mapping", "", "SOCKS5 authentication in `--mode socks5` (below)", {"auth": "none"}),
     Key("users.NAME", "password", "string", "(required)", "the password, or `env:VAR`, or `file:PATH`", "x"),
     Key("users.NAME", "domain", "string", "", "the user's NTLM domain (see `ntlm.domain_check`)", "CORP"),
     Key("basic", "charset", "bool", "", 'advertise `charset="UTF-8"` (RFC 7617 §2.1)', False),
@@ -325,6 +330,8 @@ KEYS: tuple[Key, ...] = (
         "listens; settings `proxy: HOST:PORT` names one, `fallback: true` lists this proxy after it), written as "
         "faults are: `name` or `{name: {settings}}`", {"dead_proxy": {"proxy": "127.0.0.1:9", "fallback": True}},
     ),
+    Key("socks5", "auth", "`required` or `none`", "required", "`required`: only username/password (RFC 1929) "
+        "is offered and checked against `users`; `none`: only \"no authentication\" is offered", "none"),
     Key("cache", "ttl", "seconds", "", "how long a verified credential is trusted", 60),
     Key("cache", "max_entries", "int", "", "bound on the cache; the oldest entry is dropped first", 10),
     *RESPONSE_SHAPE,

@@ -29,15 +29,17 @@ def hoplog_addons() -> list[Any]:
 
 def all_addons() -> list[Any]:
     """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file (before the auth addon: a PAC
-    fetch needs no credentials), challenge and validate, relay CONNECT refusals, the hop log."""
+    fetch needs no credentials), challenge and validate, SOCKS5 username/password, relay CONNECT refusals,
+    the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
         from mitm407.proxy.limits import Limits
         from mitm407.proxy.pac import Pac
+        from mitm407.proxy.socks5 import Socks5Auth
     except ImportError as e:
         from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
         return [Unavailable(missing_dependency_message(e))]
     auth = Addon()
-    return [Limits(), Pac(lambda: auth.scenario), auth, ConnectRelay(), *hoplog_addons()]
+    return [Limits(), Pac(lambda: auth.scenario), auth, Socks5Auth(auth), ConnectRelay(), *hoplog_addons()]

@@ -24,6 +24,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_log
+from mitm407.core.results import AuthResult
 from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import (
     Attribution,
@@ -41,6 +42,7 @@ from mitm407.hoplog.attribution import (
 )
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
+from mitm407.hoplog.socks5 import handshake_record
 from mitm407.hoplog.summary import HopSummary, format_text
 
 logger = logging.getLogger("mitm407.hoplog")
@@ -393,7 +395,20 @@ class HopLog:
             self.mark(flow, attribution)
         if self.out is None:
             return
-        record = self.record(flow, attribution)
+        self.write(self.record(flow, attribution))
+
+    def socks5_handshake(
+        self, client: connection.Client, auth: AuthResult, valid: bool, faults: list[dict[str, str]]
+    ) -> None:
+        """A SOCKS5 username/password check (``proxy/socks5.py``): one line, though no flow exists."""
+        if self.out is None:
+            return
+        peer = client.peername
+        address = f"{peer[0]}:{peer[1]}" if peer else None
+        self.write(handshake_record(self.hop_name, address, client.id, auth, valid, faults))
+
+    def write(self, record: dict[str, Any]) -> None:
+        assert self.out is not None
         self.summary.add(record)
         line = json_line(record)
         try:
