@@ -221,4 +221,5 @@ def test_neutralised_builtin_proxyauth_validates_and_stores_nothing():
     data = Socks5AuthData(SimpleNamespace(), "u", "p")  # a client stand-in: only a weak-referenceable key
     builtin.socks5_auth(data)
     assert not data.valid and not list(builtin.authenticated)
-    assert not mitmproxy_compat.neutralise_builtin_proxyauth(SimpleNamespace(addons=SimpleNamespace(get=lambda n: None)))
+    absent = SimpleNamespace(addons=SimpleNamespace(get=lambda name: None))
+    assert not mitmproxy_compat.neutralise_builtin_proxyauth(absent)

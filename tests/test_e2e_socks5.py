@@ -96,9 +96,11 @@ def test_requests_through_pysocks(socks, origin):
 def test_httpx_through_socksio(socks, origin):
     with httpx.Client(proxy=f"socks5://demo:{DEMO}@127.0.0.1:{socks.port}", timeout=10) as client:
         assert client.get(origin.url("/httpx-socks")).status_code == 200
-    with httpx.Client(proxy=f"socks5://demo:wrong@127.0.0.1:{socks.port}", timeout=10) as client:
-        with pytest.raises(httpx.ProxyError):
-            client.get(origin.url("/httpx-socks-wrong"))
+    with (
+        httpx.Client(proxy=f"socks5://demo:wrong@127.0.0.1:{socks.port}", timeout=10) as client,
+        pytest.raises(httpx.ProxyError),
+    ):
+        client.get(origin.url("/httpx-socks-wrong"))
 
 
 def test_hop_log_has_a_socks5_line_per_handshake(socks, origin):

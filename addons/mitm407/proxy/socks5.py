@@ -26,21 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, MutableMapping
+from typing import Any, Protocol
 
 from mitmproxy import connection, ctx
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
-from mitm407.gate.gate import NEW_CONNECTION, GateRequest, Kind
+from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind
 from mitm407.gate.socks5 import SCHEME, Socks5Decision, Socks5Gate
 from mitm407.proxy.mitmproxy_compat import neutralise_builtin_proxyauth
+from mitm407.proxy.slowchecks import SlowChecks
+from mitm407.scenario.load import Scenario
 from mitm407.schemes.base import printable
-
-if TYPE_CHECKING:
-    from mitm407.proxy.addon import Addon
 
 logger = logging.getLogger("mitm407")
 
@@ -71,10 +70,22 @@ def runs_socks5(modes: Any) -> bool:
     return False
 
 
+class AuthAddon(Protocol):
+    """What this addon uses of the auth addon (``proxy/addon.py``): its scenario, gate and connection table."""
+
+    scenario: Scenario | None
+    gate: Gate | None
+    hop_name: str
+    connections: MutableMapping[connection.Client, ConnectionState]
+    slow_checks: SlowChecks
+
+    def earned(self, client: connection.Client, **changes: AuthResult | None) -> None: ...
+
+
 class Socks5Auth:
     """SOCKS5 authentication against the auth addon's scenario; connection state goes in its table."""
 
-    def __init__(self, auth: Addon) -> None:
+    def __init__(self, auth: AuthAddon) -> None:
         self.auth = auth
         self._gate: Socks5Gate | None = None
 
