@@ -116,6 +116,14 @@ def test_hop_log_has_a_socks5_line_per_handshake(socks, origin):
     assert "hop-wrong" not in socks.hoplog.read_text()  # no flow, and never the password
 
 
+def test_hop_log_has_a_line_for_a_refused_socks_connect(socks):
+    assert curl(*socks_args(socks, True, f"demo:{DEMO}"), "http://mail.blocked.test:8025/").returncode == 97
+    socks.wait_for_log("SOCKS5 CONNECT mail.blocked.test:8025 -> refused")
+    refused = [r for r in read_hop_log(socks.hoplog) if r["method"] == "CONNECT" and r["host"] == "mail.blocked.test"]
+    assert refused and refused[0]["port"] == 8025 and "'blocked'" in refused[0]["rule"]
+    assert refused[0]["auth"]["result"] == "denied" and refused[0]["error"]["type"] == "http_request_denied"
+
+
 def test_no_password_in_saved_flows(mitmdump_factory, origin, tmp_path):
     """mitmproxy's built-in ProxyAuth keeps SOCKS passwords in flow.metadata["proxyauth"]: it is made inert."""
     from mitmproxy import io

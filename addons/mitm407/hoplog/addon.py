@@ -398,14 +398,15 @@ class HopLog:
         self.write(self.record(flow, attribution))
 
     def socks5_handshake(
-        self, client: connection.Client, auth: AuthResult, valid: bool, faults: list[dict[str, str]]
+        self, client: connection.Client, auth: AuthResult, valid: bool, faults: list[dict[str, str]],
+        destination: tuple[str, int] | None = None, rule: str | None = None,
     ) -> None:
-        """A SOCKS5 username/password check (``proxy/socks5.py``): one line, though no flow exists."""
+        """A SOCKS5 username/password check, or a refused SOCKS CONNECT (``proxy/socks5.py``): no flow exists."""
         if self.out is None:
             return
         peer = client.peername
         address = f"{peer[0]}:{peer[1]}" if peer else None
-        self.write(handshake_record(self.hop_name, address, client.id, auth, valid, faults))
+        self.write(handshake_record(self.hop_name, address, client.id, auth, valid, faults, None, destination, rule))
 
     def write(self, record: dict[str, Any]) -> None:
         assert self.out is not None

@@ -170,13 +170,14 @@ class Socks5Auth:
             "mitm407: SOCKS5 %s -> %s: %s (%s)",
             client_ip, "accepted" if decision.valid else "refused", auth.result.value, printable(auth.reason, 300),
         )
-        self.hoplog(data.client_conn, auth, decision)
+        self.hoplog(data.client_conn, auth, decision.valid, [f.as_log() for f in decision.fired])
 
-    def hoplog(self, client: connection.Client, auth: AuthResult, decision: Socks5Decision) -> None:
-        hoplog = ctx.master.addons.get("hoplog")
-        write = getattr(hoplog, "socks5_handshake", None)
+    @staticmethod
+    def hoplog(client: connection.Client, auth: AuthResult, valid: bool, faults: list, **where: Any) -> None:
+        """A hop-log line for what has no flow (the handshake, a refused CONNECT), if the hop log is loaded."""
+        write = getattr(ctx.master.addons.get("hoplog"), "socks5_handshake", None)
         if write is not None:
-            write(client, auth, decision.valid, [f.as_log() for f in decision.fired])
+            write(client, auth, valid, faults, **where)
 
     def fail(self, data: Any) -> None:
         data.valid = False
@@ -198,10 +199,13 @@ class Socks5Auth:
             state = self.auth.connections.get(client, NEW_CONNECTION)
             outcome = gate.decide(GateRequest(facts, (), state, False, False, self.auth.hop_name, False))
             if outcome.kind is not Kind.FORWARD:
-                reason = outcome.auth.reason if outcome.auth is not None else "refused"
+                auth = outcome.auth or AuthResult(Result.DENIED, "refused", SCHEME)
+                reason = auth.reason
                 data.server.error = f"mitm407: {printable(reason, 200)}"
                 logger.info("mitm407: SOCKS5 CONNECT %s:%s -> refused (%s)", printable(str(host), 200), port,
                             printable(reason, 300))
+                self.hoplog(client, auth, False, [f.as_log() for f in outcome.fired], destination=(facts.host, port),
+                            rule=outcome.rule)
         except Exception:
             logger.error("mitm407: internal error deciding a SOCKS5 CONNECT; refused", exc_info=True)
             data.server.error = "mitm407: internal error"
