@@ -56,6 +56,13 @@ def test_curl_right_password_passes_both_address_forms(socks, origin):
     assert by_name.stdout.endswith("200"), by_name.stderr
 
 
+def test_https_inside_an_authenticated_socks_connection(socks, tls_origin):
+    """mitmproxy intercepts the TLS inside (its CA); the requests ride on the SOCKS authentication."""
+    result = curl(*socks_args(socks, True, f"demo:{DEMO}"), "--cacert", socks.ca_file, "-k",
+                  tls_origin.url("/socks-tls"))
+    assert result.stdout.endswith("200"), result.stderr
+
+
 def test_curl_wrong_password_is_rejected_by_the_socks_server(socks, origin):
     result = curl(*socks_args(socks, True, "demo:wrong"), origin.url("/socks-wrong"))
     assert result.returncode == 97 and "User was rejected by the SOCKS5 server" in result.stderr, result.stderr

@@ -104,3 +104,10 @@ def test_sentinel_is_not_a_user_setting():
 
     assert is_own_proxyauth(SENTINEL) and not is_own_proxyauth("a:b") and not is_own_proxyauth(None)
     assert ":" in SENTINEL  # mitmproxy's built-in addon parses it as user:password, no error
+
+
+def test_delay_and_drop_faults(tmp_path):
+    delayed = check(socks_gate(tmp_path, "faults: [{delay: {ms: 250}}]\n"), "u", "p:w")
+    assert delayed.valid and delayed.delay == 0.25
+    dropped = check(socks_gate(tmp_path, "faults: [{drop: {at: success}}]\n"), "u", "p:w")
+    assert not dropped.valid and dropped.auth.result is Result.DENIED
