@@ -97,6 +97,9 @@ class Socks5Auth:
         wanted = runs_socks5(ctx.options.mode) and scenario is not None and scenario.socks5.wants_password
         current = ctx.options.proxyauth
         if wanted and not current:
+            if scenario is not None and not scenario.users:
+                logger.warning("mitm407: SOCKS5 asks for a username and password, but scenario '%s' has no users: "
+                               "every SOCKS5 client is refused (socks5: {auth: none} turns it off)", scenario.name)
             ctx.options.update(proxyauth=SENTINEL)  # configure runs again for every addon, this one too
             return
         if not wanted and is_own_proxyauth(current):
