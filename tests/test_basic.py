@@ -11,7 +11,8 @@ from mitm407.core.credentials import Secret, User
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import Result
 from mitm407.schemes.base import SchemeContext
-from mitm407.schemes.basic import BasicCredentialsError, BasicScheme, build_basic_challenge, parse_basic_credentials
+from mitm407.schemes.basic import BasicScheme, build_basic_challenge
+from mitm407.wire.basic import BasicCredentialsError, parse_basic_credentials
 
 FACTS = RequestFacts("GET", "http://x/", "x", 80, "/", "127.0.0.1", "c1")
 

@@ -316,3 +316,14 @@ def test_curl_788_answers_sha512_256_with_sha256(reloading, origin):
     )
     assert parse_auth_params(as_sha256)["response"] == sent["response"]
     assert "wrong response for user 'alice'" in result.stdout
+
+
+def test_reverse_mode_answers_with_the_servers_header_names(mitmdump_factory, origin):
+    """Acting as the server (reverse mode): 401 + WWW-Authenticate, then Authentication-Info (RFC 7615), never
+    the proxy's names nor a mangled 'Authentication-Info' made by cutting 'Proxy-' off."""
+    dump = mitmdump_factory(options={"scenario": "digest"}, extra=["--mode", f"reverse:{origin.url('/')[:-1]}"])
+    result = curl("-v", "--digest", "-u", f"alice:{PASSWORD}", f"http://127.0.0.1:{dump.port}/reverse")
+    assert result.stdout.endswith("200"), result.stderr
+    headers = result.stderr.lower()
+    assert "< www-authenticate: digest" in headers and "< authentication-info: " in headers
+    assert "proxy-authenticat" not in headers

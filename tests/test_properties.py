@@ -32,9 +32,11 @@ from mitm407.gate.authorizer import Action, Authorizer
 from mitm407.hoplog import attribution as hops
 from mitm407.scenario.load import Scenario, parse_scenario
 from mitm407.schemes import ntlm_acceptor
-from mitm407.schemes.base import printable, split_authorization
-from mitm407.schemes.basic import BasicCredentialsError, build_basic_challenge, parse_basic_credentials
+from mitm407.schemes.basic import build_basic_challenge
 from mitm407.wire import authparams
+from mitm407.wire.authparams import split_authorization
+from mitm407.wire.basic import BasicCredentialsError, parse_basic_credentials
+from mitm407.wire.terminal import printable
 
 try:  # the fault engine (issue 7), when this branch has it
     from mitm407.faults.engine import FaultEngine

@@ -180,3 +180,11 @@ def test_denials_are_shaped_only_with_denied():
     assert (a.status, a.reason_phrase, a.body, a.close) == (403, "Locked", "locked: denied by rule 1", True)
     assert not [h for h in a.headers if h[0] == "Proxy-Authenticate"]  # a 403 offers no challenge by default
     assert [k for k, _ in a.headers] == ["Server", "Date", "Content-Length", "Connection"]
+
+
+def test_response_headers_in_reverse_mode_take_the_servers_names():
+    from mitm407.core.answers import as_server_header
+
+    assert as_server_header("Proxy-Authenticate") == "WWW-Authenticate"  # Negotiate mutual auth (RFC 4559)
+    assert as_server_header("Proxy-Authentication-Info") == "Authentication-Info"  # Digest (RFC 7615)
+    assert as_server_header("Via") == "Via"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 
-from procs import MITMDUMP, PROXYAUTH, curl, free_port, stop_process, wait_for_port
+from procs import HOPLOG, MITMDUMP, PROXYAUTH, curl, free_port, stop_process, wait_for_port
 
 BLOCK_YAML = "raise ImportError(\"No module named 'yaml'\", name='yaml')\n"
 
@@ -57,3 +58,30 @@ def test_missing_dependency_after_start_refuses_instead_of_forwarding(no_yaml, t
         stop_process(proc)
     assert plain.stdout.endswith("503") and not origin.seen
     assert "CONNECT tunnel failed, response 503" in tunnel.stderr, tunnel.stderr
+
+
+@pytest.mark.e2e
+def test_hop_log_runs_in_a_mitmproxy_without_pyyaml_or_pyspnego(tmp_path, origin):
+    """``addons/hoplog.py`` needs nothing but mitmproxy: it loads in a bare mitmproxy environment.
+
+    (bcrypt is not hidden: mitmproxy itself imports it, 11 through passlib and 12 directly.)"""
+    shadow = tmp_path / "bare"
+    shadow.mkdir()
+    for module in ("yaml", "spnego", "gssapi"):
+        (shadow / f"{module}.py").write_text(f"raise ImportError('No module named {module!r}', name={module!r})\n")
+    hops = tmp_path / "hops.jsonl"
+    port = free_port()
+    proc = subprocess.Popen(
+        [MITMDUMP, "-s", HOPLOG, "-p", str(port), "--listen-host", "127.0.0.1", "--set", f"confdir={tmp_path}",
+         "--set", f"hoplog={hops}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={"PYTHONPATH": str(shadow), "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_for_port(port, proc)
+        answered = curl("-x", f"http://127.0.0.1:{port}", origin.url("/bare"))
+    finally:
+        stop_process(proc)
+    assert answered.stdout.endswith("200")
+    record = json.loads(hops.read_text().splitlines()[-1])
+    assert record["status"] == 200 and record["answered_by"]["kind"] == "origin"

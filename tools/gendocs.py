@@ -424,6 +424,13 @@ def compat_matrix_snippet() -> str:
     return GENERATED.format(source="docs/compat.md (make matrix)") + text
 
 
+def fault_reference_snippet() -> str:
+    """The fault registry's reference (name, what it reproduces, settings keys), included by faults.md."""
+    from mitm407.faults.registry import reference
+
+    return GENERATED.format(source="the fault registry (addons/mitm407/faults/registry.py)") + reference()
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "reference/options.md": options_page,
     "reference/cli.md": cli_page,
@@ -431,6 +438,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/scenario.md": scenario_page,
     "reference/shipped-scenarios.md": shipped_scenarios_page,
     "_snippets/compat-matrix.md": compat_matrix_snippet,
+    "_snippets/fault-reference.md": fault_reference_snippet,
 }
 
 

@@ -29,11 +29,12 @@ def hoplog_addons() -> list[Any]:
 
 def all_addons() -> list[Any]:
     """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file (before the auth addon: a PAC
-    fetch needs no credentials), challenge and validate, SOCKS5 username/password, relay CONNECT refusals,
-    the hop log."""
+    fetch needs no credentials), challenge and validate, SOCKS5 username/password, relay CONNECT refusals, the control
+    API, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
+        from mitm407.proxy.control import Control
         from mitm407.proxy.limits import Limits
         from mitm407.proxy.pac import Pac
         from mitm407.proxy.socks5 import Socks5Auth
@@ -42,4 +43,14 @@ def all_addons() -> list[Any]:
 
         return [Unavailable(missing_dependency_message(e))]
     auth = Addon()
-    return [Limits(), Pac(lambda: auth.scenario), auth, Socks5Auth(auth), ConnectRelay(), *hoplog_addons()]
+    hoplog = hoplog_addons()
+    socks5 = Socks5Auth(auth)
+    return [Limits(), Pac(lambda: auth.scenario), auth, socks5, ConnectRelay(), Control(auth, find_hoplog), *hoplog]
+
+
+def find_hoplog() -> Any:
+    """The hop log addon of this process, whichever entry script installed it (None if none did)."""
+    from mitmproxy import ctx
+
+    master = getattr(ctx, "master", None)
+    return master.addons.get("hoplog") if master is not None else None

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Mapping
 
-from mitm407.core.problems import ScenarioError
-from mitm407.scenario.load import load_scenario, resolve_scenario_path
+from mitm407.cli.run import check_then_exec
+from mitm407.scenario.load import resolve_scenario_path
 from mitm407.teach.lab import mitmdump_command, packaged_script
 
 DEFAULTS = {
@@ -64,12 +63,4 @@ def build_command(environ: Mapping[str, str]) -> tuple[list[str], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    command, path = build_command(os.environ)
-    try:
-        load_scenario(path)
-    except ScenarioError as e:
-        print(e, file=sys.stderr)
-        return 1
-    sys.stdout.flush()
-    os.execv(command[0], command)
-    return 0  # not reached
+    return check_then_exec(*build_command(os.environ))

@@ -67,9 +67,13 @@ def build_command(args: list[str], tool: str = "mitmdump") -> tuple[list[str], s
 
 
 def run(args: argparse.Namespace) -> int:
-    command, path = build_command(args.args, args.tool)
+    return check_then_exec(*build_command(args.args, args.tool))
+
+
+def check_then_exec(command: list[str], scenario_path: str) -> int:
+    """Fail here with ``file:line:col`` if the scenario is broken; else become mitmproxy (``exec``)."""
     try:
-        load_scenario(path)  # fail here with file:line:col, before mitmproxy starts
+        load_scenario(scenario_path)
     except ScenarioError as e:
         print(e, file=sys.stderr)
         return 1

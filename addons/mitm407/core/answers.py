@@ -24,6 +24,16 @@ def credentials_field(is_proxy: bool) -> bytes:
     return b"proxy-authorization" if is_proxy else b"authorization"
 
 
+# A proxy's authentication response headers and their names when this proxy acts as the server (reverse mode).
+SERVER_HEADER = {"proxy-authenticate": "WWW-Authenticate", "proxy-authentication-info": "Authentication-Info"}
+
+
+def as_server_header(name: str) -> str:
+    """``Proxy-Authenticate`` (a Negotiate mutual-auth token on the 200) is ``WWW-Authenticate`` from a server
+    (RFC 4559); ``Proxy-Authentication-Info`` is ``Authentication-Info`` (RFC 7615). Others are unchanged."""
+    return SERVER_HEADER.get(name.lower(), name)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int

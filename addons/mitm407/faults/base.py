@@ -26,7 +26,7 @@ from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.verdict import Action, Verdict
 from mitm407.core.yamlnodes import Mapping, Node, Reader
-from mitm407.schemes.base import printable
+from mitm407.wire.terminal import printable
 
 NULL_TAG = "tag:yaml.org,2002:null"
 CHALLENGE_HEADERS = ("proxy-authenticate", "www-authenticate")

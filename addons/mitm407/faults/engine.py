@@ -67,6 +67,12 @@ class FaultEngine:
     def active(self) -> bool:
         return bool(self.top or self.by_rule)
 
+    def advance_rotations(self) -> list[str]:
+        """Every ``rotate`` fault moves to its next password now (control API); returns the users concerned."""
+        for rotation in self.rotations:
+            rotation.advance()
+        return [rotation.config.user for rotation in self.rotations]
+
     def rotated_users(self) -> MappingABC[str, User] | None:
         """Before authentication: the user table when a rotation moved on (rebuild the schemes), else None."""
         if not self.rotations:

@@ -55,6 +55,7 @@ class Rotate:
         self.config = config
         self.accepted = 0  # requests accepted for the user (schedule by requests)
         self.started: float | None = None  # first request seen (schedule by period)
+        self.skipped = 0  # steps the operator moved on by hand (control API ``POST /rotate``)
         source = context.users.get(config.user)
         self.domain = source.domain if source else ""
 
@@ -66,7 +67,12 @@ class Rotate:
             if self.started is None:
                 self.started = now
             step = int((now - self.started) // (schedule.seconds or 1))
+        step += self.skipped
         return step % count if self.config.cycle else min(step, count - 1)
+
+    def advance(self) -> None:
+        """The next password takes effect now, whatever the schedule says."""
+        self.skipped += 1
 
     def user_at(self, index: int) -> User:
         secret = Secret("cleartext", self.config.passwords[index])
@@ -84,8 +90,10 @@ ROTATE = FaultKind(
     doc=(
         "The user's valid password is `p1`, then `p2`, ... changing every T seconds from the first request "
         "the proxy sees, or after every N accepted requests; `cycle: false` stays on the last. It replaces "
-        "the user's password from `users:`; the schemes are rebuilt at each change (caches, Digest nonces and "
-        "NTLM handshakes in progress start over). Reproduces a password change in the directory while "
+        "the user's password from `users:`; at each change the new password replaces the old one in the user "
+        "directory the schemes read (that user's cached checks start over; other users, Digest nonces and NTLM "
+        "handshakes are kept). The control API's `POST /rotate` moves to the next password at once. "
+        "Reproduces a password change in the directory while "
         "clients run (a forced 90-day rotation, a service account's secret rotated by a vault): clients that "
         "cached the old password must notice the 407 and pick up the new one instead of locking the account."
     ),

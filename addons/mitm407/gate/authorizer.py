@@ -22,7 +22,9 @@ from mitm407.core.users import UserDirectory
 from mitm407.core.verdict import Action, Verdict  # re-exported: the gate's callers import them from here
 from mitm407.scenario.load import Scenario
 from mitm407.schemes import spec_for
-from mitm407.schemes.base import Scheme, SchemeContext, SlowSecretScheme, printable, split_authorization
+from mitm407.schemes.base import Scheme, SchemeContext, SlowSecretScheme
+from mitm407.wire.authparams import split_authorization
+from mitm407.wire.terminal import printable
 
 
 @dataclass(frozen=True, slots=True)

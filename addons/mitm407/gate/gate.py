@@ -32,6 +32,7 @@ from mitm407.core.rules import Outcome as RuleOutcome
 from mitm407.core.shape import build_shaped_answer
 from mitm407.faults.engine import Decision, FaultEngine, Fired
 from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
+from mitm407.gate.overrides import Overrides
 from mitm407.scenario.load import Scenario
 
 
@@ -98,6 +99,7 @@ class Gate:
         self.scenario = scenario
         self.authorizer = Authorizer(scenario, clock)
         self.faults = FaultEngine(scenario, clock)
+        self.overrides = Overrides()  # the control API's expired and locked users
         # Only Digest (its ``uri``) and a captured response shape read a plain request's target:
         # without them the addon skips rebuilding the URL on every request.
         self.needs_target = scenario.response is not None or any(s.name == "digest" for s in self.schemes)
@@ -142,7 +144,7 @@ class Gate:
         users = self.faults.rotated_users()  # fault 'rotate', before authentication
         if users is not None:
             self.authorizer.users.replace_users(users)
-        verdict = authorizer.evaluate(facts, values, credentials_header(request.is_proxy))
+        verdict = self.overrides.apply(authorizer.evaluate(facts, values, credentials_header(request.is_proxy)))
         outcome = self.apply_faults(request, self.faults.decide(facts, verdict))
         return outcome._replace(forget_connection=True) if forget else outcome
 

@@ -10,6 +10,7 @@ flows for mitmweb, and records credential leaks. The decisions are in
 
 from __future__ import annotations
 
+import collections
 import datetime
 import functools
 import json
@@ -149,6 +150,10 @@ class HopLog:
         self._owns_out = False
         self._running = False
         self.summary = HopSummary()
+        # The last records in memory, numbered from 1, for the control API's ``GET /hops?since=N``;
+        # None (the default) keeps none and builds no record when no log file is open either.
+        self.recent: collections.deque[tuple[int, dict[str, Any]]] | None = None
+        self.sequence = 0
         # client connection -> id of its accepted CONNECT flow (the tunnel)
         self.tunnels: MutableMapping[connection.Client, str] = weakref.WeakKeyDictionary()
         # flow -> its Attribution, computed once when needed (not in flow.metadata: not serializable)
@@ -384,16 +389,25 @@ class HopLog:
             and (flow.request.scheme == "https" or flow.client_conn in self.tunnels),
         )
 
+    def keep_recent(self, size: int) -> None:
+        """Keep the last ``size`` records in memory (the control API reads them with ``records_since``)."""
+        self.recent = collections.deque(self.recent or (), maxlen=size)
+
+    def records_since(self, sequence: int) -> list[tuple[int, dict[str, Any]]]:
+        """(number, record) of every kept record numbered above ``sequence``, oldest first."""
+        return [(n, record) for n, record in (self.recent or ()) if n > sequence]
+
     def finish(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(META_LOGGED):
             return
         flow.metadata[META_LOGGED] = True
-        if self.out is None and flow.response is not None:
+        keep = self.recent is not None
+        if self.out is None and not keep and flow.response is not None:
             return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
         attribution = self.attribution(flow)
         if flow.response is None:
             self.mark(flow, attribution)
-        if self.out is None:
+        if self.out is None and not keep:
             return
         self.write(self.record(flow, attribution))
 
@@ -402,14 +416,19 @@ class HopLog:
         destination: tuple[str, int] | None = None, rule: str | None = None,
     ) -> None:
         """A SOCKS5 username/password check, or a refused SOCKS CONNECT (``proxy/socks5.py``): no flow exists."""
-        if self.out is None:
+        if self.out is None and self.recent is None:
             return
         peer = client.peername
         address = f"{peer[0]}:{peer[1]}" if peer else None
         self.write(handshake_record(self.hop_name, address, client.id, auth, valid, faults, None, destination, rule))
 
     def write(self, record: dict[str, Any]) -> None:
-        assert self.out is not None
+        """Keep the record for the control API (if it asks) and append it to the hop log (if one is open)."""
+        if self.recent is not None:
+            self.sequence += 1
+            self.recent.append((self.sequence, record))
+        if self.out is None:
+            return
         self.summary.add(record)
         line = json_line(record)
         try:

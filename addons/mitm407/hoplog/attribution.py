@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mitm407.schemes.base import printable, split_authorization
-from mitm407.schemes.basic import parse_basic_credentials
+from mitm407.wire.authparams import split_authorization
+from mitm407.wire.basic import parse_basic_credentials
+from mitm407.wire.terminal import printable
 
 # RFC 9110 §5.6.2: token = 1*tchar
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"

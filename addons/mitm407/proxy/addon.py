@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, MutableMapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import replace
 from typing import Any
 
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from mitm407.core.answers import Answer, credentials_field
+from mitm407.core.answers import Answer, as_server_header, credentials_field
 from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import META_ANSWERED, META_AUTH, META_FAULT, META_RULE, META_SHAPED, auth_record
 from mitm407.core.problems import ScenarioError
@@ -37,12 +38,13 @@ from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import build_proxy_status
 from mitm407.hoplog.flows import destination_host, is_proxy_mode
 from mitm407.hoplog.hopname import add_hop_name_option
+from mitm407.proxy.banner import describe_faults, describe_switch
 from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.proxy.socks5 import is_own_proxyauth
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
-from mitm407.schemes.base import printable
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407")
 
@@ -138,7 +140,8 @@ class Addon:
         # One table, one lookup per request: most connections earned nothing and are not in it.
         self.connections: MutableMapping[connection.Client, ConnectionState] = weakref.WeakKeyDictionary()
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
-        self.reloader = Reloader(lambda: self.scenario, self.install)
+        self.reloader = Reloader(lambda: self.scenario, lambda scenario: self.install(scenario, "file changed on disk"))
+        self.counts: Counter[str] = Counter()  # requests decided, by auth result (control API status)
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
         self._started = False  # mitmproxy's start-up error check is over (see ``fail``)
@@ -192,16 +195,67 @@ class Addon:
         if "scenario" in updated:
             path = resolve_scenario_path(ctx.options.scenario)
             try:
-                self.install(load_scenario(path))
+                self.install(load_scenario(path), "option set in mitmweb, the console or --set")
             except ScenarioError as e:
                 raise exceptions.OptionsError(f"invalid scenario {path}:\n{e}") from None
 
-    def install(self, scenario: Scenario) -> None:
-        """Swap in a new scenario: new schemes, empty caches, tunnels kept."""
+    def install(self, scenario: Scenario, source: str = "") -> None:
+        """Swap in a new scenario: new schemes, empty caches, tunnels kept.
+
+        While running, a switch is logged like a file reload, whatever made it (``source``):
+        the file changed, the option was set in mitmweb or the console, the control API.
+        """
+        previous = self.scenario
         self.scenario = scenario
         self.gate = Gate(scenario)
         self.reloader.loaded(scenario)
         self.attach_hooks()
+        if self._running and source:
+            for line in describe_switch(previous, scenario, source).splitlines():
+                logger.info("mitm407: %s", line)
+
+    # -- what the control API (proxy/control.py) and mitmproxy commands change ------------------
+    def expire_now(self) -> list[str]:
+        """Every credential accepted so far expires: each such user is challenged on its next request.
+
+        Connections authenticated by a handshake (NTLM, Negotiate) start over too. Established
+        tunnels are left alone: a proxy never sees inside them; their next CONNECT is challenged.
+        """
+        gate = self.require_gate()
+        expired = gate.overrides.expire_all()
+        self.forget_connections(lambda auth: True)
+        return expired
+
+    def lock(self, user: str) -> None:
+        self.require_gate().overrides.lock(user)
+        self.forget_connections(lambda auth: auth.user == user)
+
+    def unlock(self, user: str) -> bool:
+        return self.require_gate().overrides.unlock(user)
+
+    def rotate_now(self) -> list[str]:
+        """Every ``rotate`` fault moves to its next password now; the users concerned."""
+        return self.require_gate().faults.advance_rotations()
+
+    def reset(self) -> None:
+        """Faults, counters, caches, overrides and connection state back to a fresh start."""
+        scenario = self.scenario
+        if scenario is None:
+            raise RuntimeError("no scenario loaded")
+        self.connections.clear()
+        self.counts.clear()
+        self.install(scenario)
+
+    def forget_connections(self, which: Callable[[AuthResult], bool]) -> None:
+        """Handshake-authenticated connections (``which`` of their results) must authenticate again."""
+        for client, state in list(self.connections.items()):
+            if state.authenticated is not None and which(state.authenticated):
+                self.earned(client, authenticated=None)
+
+    def require_gate(self) -> Gate:
+        if self.gate is None:
+            raise RuntimeError("no scenario loaded")
+        return self.gate
 
     def attach_hooks(self) -> None:
         """Offer mitmproxy the ``request`` and ``response`` hooks only when the scenario uses them.
@@ -262,6 +316,8 @@ class Addon:
             logger.info("mitm407: how to authenticate: %s", scenario.login_hint)
         else:
             logger.info("mitm407: passwords are defined in %s (not printed)", scenario.path)
+        for line in describe_faults(scenario).splitlines():
+            logger.info("mitm407: %s", line)
 
     async def watch(self) -> None:
         """Poll the scenario's files (``proxy/reload.py``): a bad edit keeps the last good scenario."""
@@ -325,7 +381,7 @@ class Addon:
         is_proxy = is_proxy_mode(flow.client_conn)
         for name, value in headers:
             # reverse mode answers as the server: Authentication-Info (RFC 7615)
-            flow.response.headers.add(name if is_proxy else name.removeprefix("Proxy-"), value)
+            flow.response.headers.add(name if is_proxy else as_server_header(name), value)
 
     def earned(self, client: connection.Client, **changes: AuthResult | None) -> None:
         """Record what the client connection earned (``ConnectionState`` fields: tunnel, authenticated)."""
@@ -396,6 +452,7 @@ class Addon:
             self.earned(client, authenticated=None)
         auth = outcome.auth
         assert auth is not None
+        self.counts[auth.result] += 1
         flow.metadata[META_AUTH] = auth_record(auth)
         if outcome.rule is not None:
             flow.metadata[META_RULE] = outcome.rule
@@ -475,6 +532,7 @@ class Addon:
             flow.response = error_response(self.hop_name, status)
             flow.metadata[META_ANSWERED] = True
             flow.metadata[META_AUTH] = auth_record(auth)
+            self.counts[auth.result] += 1
         except Exception:  # even the error answer failed: reset rather than forward
             logger.error("mitm407: cannot even answer the error; resetting the connection", exc_info=True)
             flow.kill()

@@ -77,10 +77,22 @@ def authorized(headers: Mapping[str, str], token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A handler's answer that is not JSON (the CA certificate)."""
+
+    content: bytes
+    content_type: str
+
+
 def encode_response(status: int, payload: Any) -> bytes:
-    body = (json.dumps(payload, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    if isinstance(payload, RawBody):
+        body, content_type = payload.content, payload.content_type
+    else:
+        body = (json.dumps(payload, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+        content_type = "application/json"
     head = (
-        f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
     )
     return head.encode("ascii") + body

@@ -144,9 +144,8 @@ class Reloader:
             return
         if not self.still(scenario, signature):
             return  # written to while loading: load it again once it settles
-        self.install(new)
+        self.install(new)  # logs the switch (banner.describe_switch): "reloaded scenario 'NAME' from PATH ..."
         self.loaded(new)
-        logger.info("mitm407: reloaded scenario '%s' from %s", new.name, new.path)
 
     def still(self, scenario: Scenario, signature: Signature) -> bool:
         """The load's result still applies: same scenario installed, its files unchanged since the load began.

@@ -31,8 +31,8 @@ def missing_dependency_message(error: ImportError) -> str:
     package = INSTALL_HINTS.get(module, module or "a dependency")
     return (
         f"mitm407 cannot start: Python module '{module}' is missing from mitmproxy's environment. "
-        f"Install mitm407 into it (pipx: 'pipx inject mitmproxy mitm407'; pip: 'pip install mitm407' with "
-        f"mitmproxy's Python), or add just '{package}' ('pipx inject mitmproxy {package}')."
+        f"Install mitm407 into it ('pipx inject mitmproxy mitm407', a checkout or wheel path works too; or "
+        f"mitmproxy's own pip), or add just '{package}' ('pipx inject mitmproxy {package}')."
     )
 
 

@@ -17,9 +17,6 @@ from mitm407.core.credentials import User
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult
 from mitm407.core.yamlnodes import Mapping, Reader
-from mitm407.wire.terminal import escape_controls
-
-MAX_CREDENTIALS = 16 * 1024  # longer Proxy-Authorization values are refused unparsed
 
 
 @dataclass(frozen=True)
@@ -83,14 +80,3 @@ class SchemeSpec:
     needs_cleartext: bool = False  # htpasswd hashes cannot serve it (Digest, NTLM)
     # Secret kinds besides cleartext that serve it anyway (Digest: an htdigest HA1).
     secret_kinds: frozenset[str] = frozenset()
-
-
-def split_authorization(value: str) -> tuple[str, str]:
-    """``"Basic  abc=="`` -> ``("basic", "abc==")``: scheme lower-cased, spaces tolerated."""
-    token, _, rest = value.strip().partition(" ")
-    return token.lower(), rest.strip()
-
-
-def printable(text: str, limit: int = 64) -> str:
-    """A user-supplied string made safe for one log line: ``wire.terminal.escape_controls``, bounded."""
-    return escape_controls(text, limit)

@@ -33,8 +33,9 @@ from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.users import watch_users
 from mitm407.core.yamlnodes import Mapping, Reader
-from mitm407.schemes.base import MAX_CREDENTIALS, SchemeContext, SchemeSpec, printable
-from mitm407.wire.authparams import AuthParamError, format_challenge, format_param, parse_auth_params
+from mitm407.schemes.base import SchemeContext, SchemeSpec
+from mitm407.wire.authparams import MAX_CREDENTIALS, AuthParamError, format_challenge, format_param, parse_auth_params
+from mitm407.wire.terminal import printable
 
 
 class Algorithm(NamedTuple):

@@ -32,9 +32,9 @@ from typing import Any
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.yamlnodes import Mapping as YamlMapping
 from mitm407.core.yamlnodes import Reader
-from mitm407.schemes.base import printable
 from mitm407.schemes.handshakes import HandshakeTable
 from mitm407.schemes.keytab import KeytabError, keytab_principals, matches
+from mitm407.wire.terminal import printable
 
 KERBEROS_OID = "1.2.840.113554.1.2.2"
 KERBEROS_MS_OID = "1.2.840.48018.1.2.2"  # what Windows lists first; the token inside is the same

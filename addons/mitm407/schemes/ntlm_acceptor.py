@@ -28,7 +28,6 @@ from mitm407.core.results import AuthResult, Result
 from mitm407.core.users import watch_users
 from mitm407.core.yamlnodes import Mapping as YamlMapping
 from mitm407.core.yamlnodes import Reader
-from mitm407.schemes.base import MAX_CREDENTIALS, printable
 from mitm407.schemes.handshakes import HandshakeTable
 from mitm407.schemes.spnego_compat import (
     Authenticate,
@@ -48,6 +47,8 @@ from mitm407.schemes.spnego_compat import (
     ntowfv2,
     rc4k,
 )
+from mitm407.wire.authparams import MAX_CREDENTIALS
+from mitm407.wire.terminal import printable
 
 SIGNATURE = b"NTLMSSP\x00"
 DOMAIN_CHECKS = ("any", "optional", "exact")

@@ -327,3 +327,12 @@ def format_challenge(scheme: str, params: Iterable[str]) -> str:
     """``Scheme p1, p2``: ``params`` are already formatted by ``format_param``."""
     joined = ", ".join(params)
     return f"{scheme} {joined}" if joined else scheme
+
+
+MAX_CREDENTIALS = 16 * 1024  # longer Proxy-Authorization values are refused unparsed
+
+
+def split_authorization(value: str) -> tuple[str, str]:
+    """``"Basic  abc=="`` -> ``("basic", "abc==")``: scheme lower-cased, spaces tolerated."""
+    token, _, rest = value.strip().partition(" ")
+    return token.lower(), rest.strip()

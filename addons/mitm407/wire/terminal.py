@@ -35,3 +35,8 @@ def escape_controls(text: str, limit: int | None = None) -> str:
         out.append(piece)
         size += len(piece)
     return "".join(out) + ("..." if limit is not None and len(text) > limit else "")
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """A user-supplied string made safe for one log line: ``escape_controls``, bounded."""
+    return escape_controls(text, limit)

@@ -1,0 +1,154 @@
+"""The control API against a real mitmdump: status, expire, lock, rotate, switch, hops, reset, token, CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from procs import curl, free_port, mitm407_cli, register_secret
+
+pytestmark = pytest.mark.e2e
+
+ALICE = register_secret("alice", "control-alice-pw")
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy from the env
+
+
+def scenario_file(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "control.yaml"
+    path.write_text(
+        "version: 1\nname: control-test\nrealm: ctl\nschemes: [basic]\n"
+        f"users:\n  alice: {ALICE}\n  bob: other-pw\n{extra}"
+    )
+    return str(path)
+
+
+def api(port: int, method: str, path: str, body: bytes | None = None, token: str = "") -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with OPENER.open(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture
+def controlled(mitmdump_factory, tmp_path):
+    port = free_port()
+    dump = mitmdump_factory(options={"scenario": scenario_file(tmp_path), "control_port": str(port)})
+    dump.wait_for_log("control API on")
+    dump.control_port = port
+    return dump
+
+
+def as_alice(dump, origin, path="/c", password=ALICE):
+    return curl("-x", dump.proxy_url("alice", password), origin.url(path)).stdout[-3:]
+
+
+def test_status_names_scenario_users_schemes_and_counts(controlled, origin):
+    as_alice(controlled, origin)
+    status, body = api(controlled.control_port, "GET", "/status")
+    assert status == 200
+    assert body["scenario"]["name"] == "control-test" and body["users"] == ["alice", "bob"]
+    assert body["schemes"] == ["Basic"] and body["counters"]["by_result"] == {"ok": 1}
+    assert ALICE not in json.dumps(body)
+
+
+def test_expire_challenges_each_accepted_user_once(controlled, origin):
+    assert as_alice(controlled, origin) == "200"
+    assert api(controlled.control_port, "POST", "/expire") == (200, {"expired": ["alice"]})
+    assert as_alice(controlled, origin) == "407"  # the next request is challenged ...
+    assert "expired (control API)" in controlled.log
+    assert as_alice(controlled, origin) == "200"  # ... and the client that tries again gets in
+
+
+def test_lock_and_unlock(controlled, origin):
+    port = controlled.control_port
+    assert api(port, "POST", "/lock?user=alice")[0] == 200
+    assert as_alice(controlled, origin) == "407" and "is locked (control API)" in controlled.log
+    assert api(port, "POST", "/unlock?user=alice") == (200, {"unlocked": "alice", "was_locked": True})
+    assert as_alice(controlled, origin) == "200"
+    assert api(port, "POST", "/lock?user=nobody")[0] == 404
+    assert api(port, "POST", "/lock")[0] == 400
+
+
+def test_switch_scenario_by_name_and_refuse_an_invalid_yaml(controlled, origin):
+    port = controlled.control_port
+    status, body = api(port, "PUT", "/scenario", b"version: 1\nname: broken\nschemes: basic\n")
+    assert status == 400 and body["problems"] and {"file", "line", "col", "message"} <= set(body["problems"][0])
+    assert api(port, "GET", "/status")[1]["scenario"]["name"] == "control-test"  # unchanged
+    assert api(port, "PUT", "/scenario", json.dumps({"name": "digest"}).encode()) == (
+        200, {"scenario": "digest", "path": api(port, "GET", "/status")[1]["scenario"]["path"]})
+    assert "switched scenario 'control-test' -> 'digest'" in controlled.log and "(control API)" in controlled.log
+    assert "Digest" in curl("-i", "-x", controlled.url, origin.url("/d")).stdout
+
+
+def test_rotate_now_and_409_without_a_rotate_fault(mitmdump_factory, tmp_path, origin):
+    port = free_port()
+    extra = "faults:\n  - rotate: {user: alice, passwords: [rot-a1, rot-a2], period: 3600}\n"
+    dump = mitmdump_factory(options={"scenario": scenario_file(tmp_path, extra), "control_port": str(port)})
+    dump.wait_for_log("control API on")
+    assert as_alice(dump, origin, password="rot-a1") == "200"
+    assert api(port, "POST", "/rotate") == (200, {"rotated": ["alice"]})
+    assert as_alice(dump, origin, password="rot-a1") == "407" and as_alice(dump, origin, password="rot-a2") == "200"
+    api(port, "PUT", "/scenario", json.dumps({"name": "default"}).encode())
+    assert api(port, "POST", "/rotate")[0] == 409
+
+
+def test_hops_since_and_reset(controlled, origin):
+    port = controlled.control_port
+    as_alice(controlled, origin, "/one")
+    curl("-x", controlled.url, origin.url("/two"))
+    status, body = api(port, "GET", "/hops?since=0")
+    assert status == 200 and [r["status"] for r in body["records"]] == [200, 407] and body["last"] == 2
+    assert [r["n"] for r in api(port, "GET", "/hops?since=1")[1]["records"]] == [2]
+    assert api(port, "GET", "/hops?since=x")[0] == 400
+    assert api(port, "POST", "/reset") == (200, {"reset": True})
+    assert api(port, "GET", "/status")[1]["counters"] == {"decided": 0, "by_result": {}}
+
+
+def test_ca_pem_and_malformed_requests(controlled):
+    port = controlled.control_port
+    with OPENER.open(f"http://127.0.0.1:{port}/ca.pem", timeout=20) as response:
+        assert response.read().startswith(b"-----BEGIN CERTIFICATE-----")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"\xff\xfe garbage\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert api(port, "GET", "/nope")[0] == 404 and api(port, "DELETE", "/status")[0] == 405
+    assert api(port, "GET", "/status")[0] == 200  # still serving
+
+
+def test_bearer_token(mitmdump_factory, tmp_path):
+    port = free_port()
+    dump = mitmdump_factory(options={"scenario": scenario_file(tmp_path), "control_port": str(port)},
+                            env={"MITM407_CONTROL_TOKEN": "t0ken-for-ci"})
+    dump.wait_for_log("bearer token required")
+    assert api(port, "GET", "/status")[0] == 401
+    assert api(port, "GET", "/status", token="wrong")[0] == 401
+    assert api(port, "GET", "/status", token="t0ken-for-ci")[0] == 200
+
+
+def test_another_address_without_a_token_is_refused_at_start(mitmdump_factory, tmp_path):
+    dump = mitmdump_factory(options={"scenario": scenario_file(tmp_path), "control_port": str(free_port()),
+                                     "control_host": "0.0.0.0"}, wait=False)
+    assert dump.proc.wait(timeout=30) != 0
+    assert "control_host=0.0.0.0 is not a loopback address" in dump.log and "Traceback" not in dump.log
+
+
+def test_ctl_command_line(controlled, origin):
+    as_alice(controlled, origin)
+    port = str(controlled.control_port)
+    status = mitm407_cli("ctl", "status", "--port", port)
+    assert status.returncode == 0 and json.loads(status.stdout)["users"] == ["alice", "bob"]
+    assert mitm407_cli("ctl", "lock", "--user", "alice", "--port", port).returncode == 0
+    assert as_alice(controlled, origin) == "407"
+    refused = mitm407_cli("ctl", "lock", "--user", "nobody", "--port", port)
+    assert refused.returncode == 1 and "no such user" in refused.stdout
+    assert mitm407_cli("ctl", "scenario", "digest", "--port", port).returncode == 0
+    unreachable = mitm407_cli("ctl", "status", "--port", str(free_port()))
+    assert unreachable.returncode == 1 and "cannot reach the control API" in unreachable.stderr
