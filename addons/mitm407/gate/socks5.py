@@ -28,8 +28,9 @@ from mitm407.core.verdict import Action, Verdict
 from mitm407.faults.engine import Fired
 from mitm407.gate.authorizer import SlowCheck
 from mitm407.gate.gate import Gate
-from mitm407.schemes.base import SchemeContext, printable
+from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.basic import BasicScheme
+from mitm407.wire.terminal import printable
 
 SCHEME = "socks5"
 METHOD = "SOCKS5"  # the ``method`` of the facts faults see for a handshake (no HTTP method exists)

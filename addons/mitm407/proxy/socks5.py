@@ -39,7 +39,7 @@ from mitm407.gate.socks5 import SCHEME, Socks5Decision, Socks5Gate
 from mitm407.proxy.mitmproxy_compat import neutralise_builtin_proxyauth
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario
-from mitm407.schemes.base import printable
+from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407")
 
