@@ -230,3 +230,27 @@ def test_a_real_proxyauth_setting_still_clashes(confdir):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "built-in proxyauth option are both active" in output
     assert "Traceback" not in output
+
+
+def test_control_api_lock_and_expire_reach_socks5(mitmdump_factory, origin, tmp_path):
+    """Locked: the handshake is refused. Expired: an open SOCKS connection is closed (no 407 in SOCKS)."""
+    from test_e2e_control import api
+
+    from procs import free_port
+
+    path = write_scenario(tmp_path, 'users: {alice: "s0cks:pa@ss"}\n')
+    port = free_port()
+    dump = mitmdump_factory(options={"scenario": path, "control_port": str(port)}, extra=["--mode", "socks5"])
+    dump.wait_for_log("control API on")
+    proxies = {"http": f"socks5h://alice:{ALICE}@127.0.0.1:{dump.port}"}
+    with requests.Session() as session:
+        assert session.get(origin.url("/ctl-1"), proxies=proxies, timeout=10).status_code == 200
+        assert api(port, "POST", "/expire")[0] == 200
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.get(origin.url("/ctl-2"), proxies=proxies, timeout=10)  # the open connection is closed
+    dump.wait_for_log("is no longer authenticated; closed")
+    assert not any(s.path == "/ctl-2" for s in origin.seen)
+    assert api(port, "POST", "/lock?user=alice")[0] == 200
+    locked = curl(*socks_args(dump, True, f"alice:{ALICE}"), origin.url("/ctl-locked"))
+    assert locked.returncode == 97, locked.stderr
+    dump.wait_for_log("is locked (control API)")

@@ -12,8 +12,9 @@ The password is checked by a ``BasicScheme`` reading the gate's
 ``file:``, htpasswd hashes, bcrypt with its cache and worker threads), and a
 fault ``rotate`` that swaps the directory's users reaches it too. The faults
 of the scenario's top level (expiry, lockout, always refuse, ...) then act on
-the verdict exactly as on an HTTP request; a rule's own faults need a
-destination and act on the requests inside.
+the verdict exactly as on an HTTP request, after the control API's
+overrides (locked, expired users); a rule's own faults need a destination and
+act on the requests inside.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Socks5Gate:
         facts = handshake_facts(client_ip, connection_id)
         auth = as_socks5(self.basic.verify(token, facts))
         verdict = Verdict(Action.FORWARD if auth.result is Result.OK else Action.CHALLENGE, auth, None)
+        verdict = self.gate.overrides.apply(verdict)  # the control API's locked and expired users
         decision = self.gate.faults.decide(facts, verdict)
         final = as_socks5(decision.verdict.auth)
         if decision.kill:  # fault 'drop': a SOCKS server that hangs up is a refusal too

@@ -29,14 +29,15 @@ import secrets
 from collections.abc import Awaitable, MutableMapping
 from typing import Any, Protocol
 
-from mitmproxy import connection, ctx
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.facts import RequestFacts
+from mitm407.core.flowmeta import META_ANSWERED
 from mitm407.core.results import AuthResult, Result
 from mitm407.gate.gate import NEW_CONNECTION, ConnectionState, Gate, GateRequest, Kind
 from mitm407.gate.socks5 import SCHEME, Socks5Decision, Socks5Gate
-from mitm407.proxy.mitmproxy_compat import neutralise_builtin_proxyauth
+from mitm407.proxy.mitmproxy_compat import neutralise_builtin_proxyauth, offer_hook
 from mitm407.proxy.slowchecks import SlowChecks
 from mitm407.scenario.load import Scenario
 from mitm407.wire.terminal import printable
@@ -107,6 +108,26 @@ class Socks5Auth:
             return
         if is_own_proxyauth(current) and not neutralise_builtin_proxyauth(ctx.master):
             logger.warning("mitm407: mitmproxy's built-in proxyauth addon not found; nothing to neutralise")
+        # a SOCKS5 connection cannot be challenged: the hook exists only while a SOCKS5 server runs
+        offer_hook(self, "requestheaders", self.no_challenge if runs_socks5(ctx.options.mode) else None)
+
+    def no_challenge(self, flow: http.HTTPFlow) -> None:
+        """After the auth addon: a 401/407 it made inside a SOCKS5 connection closes the connection instead.
+
+        Inside SOCKS there is no 407: the connection lost its authentication (the control API expired
+        or locked its user). A SOCKS server ends such a session; the client reconnects and authenticates.
+        """
+        try:
+            response = flow.response
+            if response is None or not flow.metadata.get(META_ANSWERED) or not is_socks5(flow.client_conn):
+                return
+            if response.status_code in (401, 407):
+                logger.info("mitm407: SOCKS5 connection from %s is no longer authenticated; closed",
+                            printable(str(flow.client_conn.peername), 100))
+                flow.kill()
+        except Exception:
+            logger.error("mitm407: internal error after a request inside SOCKS5; connection closed", exc_info=True)
+            flow.kill()
 
     def socks_gate(self) -> Socks5Gate | None:
         """The SOCKS5 check of the auth addon's current scenario load (rebuilt after a reload)."""
