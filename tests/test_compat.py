@@ -203,3 +203,23 @@ def test_offered_hooks_are_called_and_what_they_return_is_awaited():
         mitmproxy_compat.offer_hook(addon, "request", None)
         asyncio.run(invoke())
         assert ran == ["called", "awaited"]  # withdrawn: not called again
+
+
+# -- mitmproxy: the built-in ProxyAuth addon made inert (proxy/socks5.py) -----------------------------
+
+
+def test_neutralised_builtin_proxyauth_validates_and_stores_nothing():
+    from types import SimpleNamespace
+
+    from mitmproxy.addons.proxyauth import ProxyAuth, SingleUser
+    from mitmproxy.proxy.layers.modes import Socks5AuthData
+
+    builtin = ProxyAuth()
+    builtin.validator = SingleUser("u:p")
+    master = SimpleNamespace(addons=SimpleNamespace(get=lambda name: builtin if name == "proxyauth" else None))
+    assert mitmproxy_compat.neutralise_builtin_proxyauth(master)
+    data = Socks5AuthData(SimpleNamespace(), "u", "p")  # a client stand-in: only a weak-referenceable key
+    builtin.socks5_auth(data)
+    assert not data.valid and not list(builtin.authenticated)
+    absent = SimpleNamespace(addons=SimpleNamespace(get=lambda name: None))
+    assert not mitmproxy_compat.neutralise_builtin_proxyauth(absent)

@@ -213,6 +213,10 @@ SECTION_TITLES = {
         "proxy serves on `http://login.mitm407.invalid/mitm407/login`; a successful sign-in trusts the client IP "
         "(or a cookie) for `ttl` seconds. See [Login portal](../portal.md).",
     ),
+    "socks5": (
+        "`socks5:`",
+        "What the proxy asks of SOCKS5 clients when it runs with `--mode socks5`; see [SOCKS5](../socks5.md).",
+    ),
     "cache": ("`cache:`", "The verified-credentials cache (Basic): a slow hash is checked once per credential."),
     "response": (
         "`response:`",
@@ -282,6 +286,7 @@ KEYS: tuple[Key, ...] = (
         {"fault": "unreachable"}),
     Key("", "portal", "mapping", "", "a login portal instead of the 407 for plain HTTP requests (below)",
         {"ttl": 600, "by": "ip"}),
+    Key("", "socks5", "mapping", "", "SOCKS5 authentication in `--mode socks5` (below)", {"auth": "none"}),
     Key("users.NAME", "password", "string", "(required)", "the password, or `env:VAR`, or `file:PATH`", "x"),
     Key("users.NAME", "domain", "string", "", "the user's NTLM domain (see `ntlm.domain_check`)", "CORP"),
     Key("basic", "charset", "bool", "", 'advertise `charset="UTF-8"` (RFC 7617 §2.1)', False),
@@ -340,6 +345,8 @@ KEYS: tuple[Key, ...] = (
         "cookie",
     ),
     Key("portal", "status", "int", "302", "the redirect to the form: `302`, `303` or `307`", 307),
+    Key("socks5", "auth", "`required` or `none`", "required", "`required`: only username/password (RFC 1929) "
+        "is offered and checked against `users`; `none`: only \"no authentication\" is offered", "none"),
     Key("cache", "ttl", "seconds", "", "how long a verified credential is trusted", 60),
     Key("cache", "max_entries", "int", "", "bound on the cache; the oldest entry is dropped first", 10),
     *RESPONSE_SHAPE,

@@ -29,8 +29,8 @@ def hoplog_addons() -> list[Any]:
 
 def all_addons() -> list[Any]:
     """What ``addons/proxyauth.py`` loads: bounds on request heads, the PAC file and the login portal's pages
-    (before the auth addon: neither needs credentials), challenge and validate, relay CONNECT refusals, the
-    control API, the hop log."""
+    (before the auth addon: neither needs credentials), challenge and validate, SOCKS5 username/password, relay
+    CONNECT refusals, the control API, the hop log."""
     try:
         from mitm407.proxy.addon import Addon
         from mitm407.proxy.connectrelay import ConnectRelay
@@ -38,6 +38,7 @@ def all_addons() -> list[Any]:
         from mitm407.proxy.limits import Limits
         from mitm407.proxy.pac import Pac
         from mitm407.proxy.portal import PortalPages
+        from mitm407.proxy.socks5 import Socks5Auth
     except ImportError as e:
         from mitm407.proxy.unavailable import Unavailable, missing_dependency_message
 
@@ -45,7 +46,7 @@ def all_addons() -> list[Any]:
     auth = Addon()
     hoplog = hoplog_addons()
     pages = [Pac(lambda: auth.scenario), PortalPages(auth)]
-    return [Limits(), *pages, auth, ConnectRelay(), Control(auth, find_hoplog), *hoplog]
+    return [Limits(), *pages, auth, Socks5Auth(auth), ConnectRelay(), Control(auth, find_hoplog), *hoplog]
 
 
 def find_hoplog() -> Any:

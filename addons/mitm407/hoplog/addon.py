@@ -25,6 +25,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.flowmeta import META_ANSWERED, META_FAULT, META_RULE, META_SHAPED, auth_log
+from mitm407.core.results import AuthResult
 from mitm407.hoplog import headerfields
 from mitm407.hoplog.attribution import (
     Attribution,
@@ -42,6 +43,7 @@ from mitm407.hoplog.attribution import (
 )
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
+from mitm407.hoplog.socks5 import handshake_record
 from mitm407.hoplog.summary import HopSummary, format_text
 from mitm407.wire.authparams import AuthParamError, parse_challenges
 from mitm407.wire.terminal import printable
@@ -426,10 +428,24 @@ class HopLog:
             self.mark(flow, attribution)
         if self.out is None and not keep:
             return
-        record = self.record(flow, attribution)
-        if keep:
+        self.write(self.record(flow, attribution))
+
+    def socks5_handshake(
+        self, client: connection.Client, auth: AuthResult, valid: bool, faults: list[dict[str, str]],
+        destination: tuple[str, int] | None = None, rule: str | None = None,
+    ) -> None:
+        """A SOCKS5 username/password check, or a refused SOCKS CONNECT (``proxy/socks5.py``): no flow exists."""
+        if self.out is None and self.recent is None:
+            return
+        peer = client.peername
+        address = f"{peer[0]}:{peer[1]}" if peer else None
+        self.write(handshake_record(self.hop_name, address, client.id, auth, valid, faults, None, destination, rule))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Keep the record for the control API (if it asks) and append it to the hop log (if one is open)."""
+        if self.recent is not None:
             self.sequence += 1
-            self.recent.append((self.sequence, record))  # type: ignore[union-attr]
+            self.recent.append((self.sequence, record))
         if self.out is None:
             return
         self.summary.add(record)

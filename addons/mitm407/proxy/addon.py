@@ -51,6 +51,7 @@ from mitm407.proxy.banner import describe_faults, describe_switch
 from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.proxy.reload import DEFAULT_SETTLE, Reloader
 from mitm407.proxy.slowchecks import SlowChecks
+from mitm407.proxy.socks5 import is_own_proxyauth
 from mitm407.scenario.load import Scenario, load_scenario, resolve_scenario_path
 from mitm407.wire.terminal import printable
 
@@ -192,7 +193,9 @@ class Addon:
     def apply_options(self, updated: set[str]) -> None:
         if "hop_name" in updated:
             self.hop_name = ctx.options.hop_name
-        if ("proxyauth" in updated or "scenario" in updated) and ctx.options.proxyauth:
+        if ("proxyauth" in updated or "scenario" in updated) and ctx.options.proxyauth and not is_own_proxyauth(
+            ctx.options.proxyauth
+        ):  # (the sentinel proxy/socks5.py sets to make mitmproxy's SOCKS5 server ask for a password is ours)
             raise exceptions.OptionsError(
                 "mitm407 and mitmproxy's built-in proxyauth option are both active: "
                 "remove --set proxyauth=... and define users in a scenario "
@@ -433,7 +436,9 @@ class Addon:
             state = replace(state, tls=client.tls_established)
         return GateRequest(
             facts,
-            headerfields.values(flow.request.headers, credentials_field(is_proxy)),
+            # inside a SOCKS5 connection an Authorization header is the origin's business, never ours
+            () if isinstance(client.proxy_mode, mode_specs.Socks5Mode)
+            else headerfields.values(flow.request.headers, credentials_field(is_proxy)),
             state,
             is_proxy,
             isinstance(client.proxy_mode, mode_specs.UpstreamMode),

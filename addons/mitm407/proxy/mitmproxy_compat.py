@@ -24,7 +24,14 @@ from typing import Any
 from mitmproxy.addons.upstream_auth import parse_upstream_auth
 from mitmproxy.net.http.http1 import connection_close, read_response_head
 
-__all__ = ["connection_close", "http1_server_layer", "offer_hook", "parse_upstream_auth", "read_response_head"]
+__all__ = [
+    "connection_close",
+    "http1_server_layer",
+    "neutralise_builtin_proxyauth",
+    "offer_hook",
+    "parse_upstream_auth",
+    "read_response_head",
+]
 
 
 def http1_server_layer() -> tuple[type, Callable[[int, str], bytes]]:
@@ -41,3 +48,21 @@ def offer_hook(addon: Any, name: str, hook: Callable[..., object] | None) -> Non
         addon.__dict__.pop(name, None)
     else:
         setattr(addon, name, hook)
+
+
+def neutralise_builtin_proxyauth(master: Any) -> bool:
+    """Make mitmproxy's built-in ProxyAuth addon inert: it validates nothing and stores no password.
+
+    mitmproxy's SOCKS5 server offers username/password only while the option
+    ``proxyauth`` is set; mitm407 sets it to a sentinel (``proxy/socks5.py``)
+    and checks the password itself. The built-in addon would otherwise parse
+    that option, answer HTTP requests 401/407 itself, and keep accepted
+    passwords in ``flow.metadata["proxyauth"]`` (a secret in saved flows).
+    Its ``validator`` attribute (not documented) is what every one of its hooks
+    tests first. Returns False when the addon is absent or has no such attribute.
+    """
+    builtin = master.addons.get("proxyauth")
+    if builtin is None or not hasattr(builtin, "validator"):
+        return False
+    builtin.validator = None
+    return True

@@ -38,6 +38,7 @@ from mitm407.core.yamlnodes import Mapping, Node, Reader, compose
 from mitm407.faults import registry as faults_module
 from mitm407.scenario.pac import PacConfig, parse_pac
 from mitm407.scenario.portal import PortalConfig, parse_portal
+from mitm407.scenario.socks5 import Socks5Config, parse_socks5
 from mitm407.schemes import SCHEME_NAMES, spec_for
 
 SCENARIO_VERSION = 1
@@ -77,6 +78,7 @@ class Scenario:
     response: ResponseShapes | None = None  # exact shape of refusals (``response:``, see shape.py)
     pac: PacConfig = field(default_factory=PacConfig)  # the PAC file this proxy serves (``pac:``, scenario/pac.py)
     portal: PortalConfig | None = None  # a login portal (``portal:``, scenario/portal.py); None: none
+    socks5: Socks5Config = field(default_factory=Socks5Config)  # SOCKS5 authentication (``socks5:``)
 
 
 def repo_scenario_dir() -> Path:
@@ -196,6 +198,7 @@ def parse_scenario(
         response=parse_response(reader, top.mapping("response"), schemes),
         pac=parse_pac(reader, top.mapping("pac")),
         portal=parse_portal(reader, top.mapping("portal")),
+        socks5=parse_socks5(top.mapping("socks5")),
     )
     top.finish()
     needs_users = default is Outcome.REQUIRED or any(r.outcome is Outcome.REQUIRED for r in rules)
