@@ -102,3 +102,13 @@ def test_httpx_https_proxy(basic, origin):
         assert client.get(origin.url("/httpx-tls-proxy")).status_code == 407
     with httpx.Client(proxy=tls_proxy(basic), timeout=20) as client, pytest.raises(httpx.ConnectError):
         client.get(origin.url("/httpx-tls-proxy"))  # the system CAs do not know mitmproxy's CA
+
+
+def test_the_shipped_tls_to_proxy_scenario_as_its_header_says(module_mitmdump, origin):
+    register_secret("tina", "tls-basic")
+    dump = module_mitmdump(options={"scenario": "tls-to-proxy"})
+    proxy = tls_proxy(dump)
+    assert curl("-x", proxy, "--proxy-cacert", dump.ca_file, origin.url("/t")).stdout.endswith("407")
+    passed = curl("-x", proxy, "--proxy-cacert", dump.ca_file, "--proxy-user", "tina:tls-basic", origin.url("/t"))
+    assert passed.stdout.endswith("200")
+    assert curl("-x", proxy, "--proxy-user", "tina:tls-basic", origin.url("/t")).returncode == 60

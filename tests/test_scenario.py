@@ -230,8 +230,8 @@ def test_check_prints_one_line_per_problem_and_escapes_control_characters(tmp_pa
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"{path}:2:1: unknown key 'bad\\x1b[31mkey\\nx' in the scenario (expected one of: basic, cache, default, "
-        "description, digest, faults, htdigest, htpasswd, login_hint, name, negotiate, ntlm, pac, portal, realm, response, "
-        "rules, schemes, socks5, users, version)",
+        "description, digest, faults, htdigest, htpasswd, login_hint, name, negotiate, ntlm, pac, portal, realm, "
+        "response, rules, schemes, socks5, users, version)",
         f"{path}:3:10: 'schemes' must be a list (e.g. schemes: [basic] or schemes: [digest, basic])",
     ]
 
