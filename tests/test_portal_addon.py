@@ -88,6 +88,20 @@ def test_which_flows_the_pages_take(tmp_path):
     p.requestheaders(put)
     assert put.response.status_code == 405
     no_portal, _ = pages(tmp_path, "")
-    flow = form_flow(b"", "GET")
-    no_portal.requestheaders(flow)
-    assert flow.response is None  # no portal: an ordinary request (the auth addon answers it)
+    # no portal: no hook offered, mitmproxy calls nothing here (every request is the auth addon's)
+    assert getattr(no_portal, "requestheaders", None) is None and getattr(no_portal, "request", None) is None
+
+
+def test_hooks_follow_the_scenario_and_a_pending_post_survives_a_reload(tmp_path):
+    p, auth = pages(tmp_path)
+    flow = form_flow(f"username=ana&password={PASSWORD}".encode())
+    p.requestheaders(flow)
+    assert flow.metadata.get(META_PORTAL_FORM) is True
+    auth.install(parse_scenario(f"version: 1\nusers: {{ana: {PASSWORD}}}\n", str(tmp_path / "t.yaml"), tmp_path))
+    assert getattr(p, "requestheaders", None) is None  # no portal now: nothing to take
+    assert auth.requestheaders(flow) is None and flow.response is None  # still not the auth addon's
+    assert p.request(flow) is None  # kept: the marked post gets an answer, never forwarded undecided
+    assert flow.response.status_code == 503 and PASSWORD.encode() not in flow.request.content
+    auth.install(parse_scenario(f"version: 1\nusers: {{ana: {PASSWORD}}}\nportal: {{ttl: 60}}\n",
+                                str(tmp_path / "u.yaml"), tmp_path))
+    assert getattr(p, "requestheaders", None) is not None

@@ -151,6 +151,8 @@ class Addon:
         self.slow_checks = SlowChecks()  # bcrypt in worker threads, off the event loop
         self.reloader = Reloader(lambda: self.scenario, lambda scenario: self.install(scenario, "file changed on disk"))
         self.counts: Counter[str] = Counter()  # requests decided, by auth result (control API status)
+        # called after every install: addons that offer hooks only for some scenarios (proxy/portal.py)
+        self.installed: list[Callable[[], None]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._running = False
         self._started = False  # mitmproxy's start-up error check is over (see ``fail``)
@@ -219,6 +221,8 @@ class Addon:
         self.gate = Gate(scenario)
         self.reloader.loaded(scenario)
         self.attach_hooks()
+        for listener in self.installed:
+            listener()
         if self._running and source:
             for line in describe_switch(previous, scenario, source).splitlines():
                 logger.info("mitm407: %s", line)

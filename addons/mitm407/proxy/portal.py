@@ -12,7 +12,12 @@ and ``-w`` files keep URLs). ``requestheaders`` marks such a post
 (``META_PORTAL_FORM``: the auth addon leaves it alone) and the ``request`` hook
 answers it once the body is read. Fail closed: every hook answers from this
 proxy when anything raises, and a marked post always gets an answer.
+
+Most scenarios have no portal, and mitmproxy calls every hook an addon offers
+on every request: the hooks are offered only while they can have work
+(``attach_hooks``, called by the auth addon whenever it installs a scenario).
 """
+
 
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from mitm407.gate.portal import (
 )
 from mitm407.hoplog.flows import is_proxy_mode
 from mitm407.proxy.addon import Addon, error_response, request_facts, to_response
+from mitm407.proxy.mitmproxy_compat import offer_hook
 from mitm407.wire.terminal import printable
 
 logger = logging.getLogger("mitm407.portal")
@@ -57,13 +63,27 @@ class PortalPages:
 
     def __init__(self, auth: Addon) -> None:
         self.auth = auth
+        self.had_portal = False
+        auth.installed.append(self.attach_hooks)
+        self.attach_hooks()
 
     def portal(self) -> Portal | None:
         gate: Gate | None = self.auth.gate
         return gate.portal if gate is not None else None
 
-    # -- hooks ---------------------------------------------------------------------------------
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def attach_hooks(self) -> None:
+        """``requestheaders`` while the scenario has a portal; ``request`` from the first portal on.
+
+        ``request`` stays: a form post marked before a reload removed the portal is still
+        answered there (a 503), never left to be forwarded undecided (the auth addon skips it).
+        """
+        has_portal = self.portal() is not None
+        self.had_portal = self.had_portal or has_portal
+        offer_hook(self, "requestheaders", self.on_requestheaders if has_portal else None)
+        offer_hook(self, "request", self.on_request if self.had_portal else None)
+
+    # -- hooks (offered by ``attach_hooks``) -----------------------------------------------------
+    def on_requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.is_replay:
             return
         portal = self.portal()
@@ -78,7 +98,7 @@ class PortalPages:
         except Exception:  # fail closed: an answer from this proxy, never a forwarded request
             self.fail(flow)
 
-    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+    def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.metadata.get(META_PORTAL_FORM) is not True or flow.response is not None:
             return None
         try:
