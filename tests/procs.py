@@ -18,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -210,6 +212,28 @@ def mitm407_cli(*args: str, timeout: float = 60.0, **kwargs) -> subprocess.Compl
     """``python -m mitm407 ARGS`` from this checkout's addons/ (not whatever is installed)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
     return run([sys.executable, "-m", "mitm407", *args], timeout=timeout, env=env, **kwargs)
+
+
+CONTROL_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy from the env
+
+
+def control_api(port: int, method: str, path: str, body: bytes | None = None, token: str = "") -> tuple[int, dict]:
+    """One request to a proxy's control API (``--set control_port=PORT``): (status, JSON answer)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with CONTROL_OPENER.open(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def advance_clock(port: int, seconds: float) -> float:
+    """The proxy's clock jumps ``seconds`` forward (POST /clock): nonces and windows age, no test sleeps."""
+    status, answer = control_api(port, "POST", "/clock", json.dumps({"advance": seconds}).encode())
+    assert status == 200, answer
+    return answer["offset"]
 
 
 def curl(*args: str, timeout: float = 30.0, **kwargs) -> subprocess.CompletedProcess:

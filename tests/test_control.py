@@ -7,6 +7,7 @@ import pytest
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.verdict import Action, Verdict
 from mitm407.gate.overrides import Overrides
+from mitm407.proxy.control import advance_of
 from mitm407.proxy.controlserver import ControlError, authorized, encode_response, parse_head
 
 
@@ -68,6 +69,7 @@ def test_responses_are_json_with_a_length_and_close():
 
 def test_commands_are_registered_for_mitmweb_and_the_console(tmp_path):
     from mitmproxy.addons.proxyauth import ProxyAuth
+    from mitmproxy.exceptions import CommandError
     from mitmproxy.test import taddons
 
     from mitm407.proxy.addon import Addon
@@ -86,3 +88,40 @@ def test_commands_are_registered_for_mitmweb_and_the_console(tmp_path):
         assert commands.call("mitm407.expire") == "expired: nobody had authenticated"
         assert commands.call("mitm407.rotate") == "the scenario has no 'rotate' fault"
         assert commands.call("mitm407.reset") == "reset"
+        assert commands.call("mitm407.advance", "90") == "clock advanced by 90 s (offset 90 s)"
+        assert auth.clock.offset == 90.0
+        with pytest.raises(CommandError, match="more than 0 seconds"):
+            commands.call("mitm407.advance", "-5")
+        tctx.configure(auth, scenario="digest")  # a new scenario (a new gate) keeps the offset
+        assert auth.clock.offset == 90.0 and auth.require_gate().faults.clock == auth.clock.now
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "must be JSON"),
+        (b"advance=90", "must be JSON"),
+        (b"\xff\xfe", "must be JSON"),
+        (b"[" * 100_000, "must be JSON"),  # nested past the JSON parser's recursion limit
+        (b"90", "nothing else"),
+        (b'{"seconds": 90}', "nothing else"),
+        (b'{"advance": 90, "also": 1}', "nothing else"),
+        (b'{"advance": 0}', "more than 0"),
+        (b'{"advance": -3}', "more than 0"),
+        (b'{"advance": NaN}', "finite"),
+        (b'{"advance": Infinity}', "finite"),
+        (b'{"advance": 1e999}', "finite"),
+        (b'{"advance": 1e12}', "at most"),
+        (b'{"advance": true}', "a number"),
+        (b'{"advance": "90"}', "a number"),
+        (b'{"advance": null}', "a number"),
+    ],
+)
+def test_clock_bodies_that_are_refused(body, message):
+    with pytest.raises(ControlError, match=message) as e:
+        advance_of(body)
+    assert e.value.status == 400 and "\n" not in str(e.value)
+
+
+def test_clock_body():
+    assert advance_of(b'{"advance": 90}') == 90.0 and advance_of(b' {"advance": 0.25} ') == 0.25

@@ -1,20 +1,21 @@
-"""The control API against a real mitmdump: status, expire, lock, rotate, switch, hops, reset, token, CLI."""
+"""The control API against a real mitmdump: status, expire, lock, rotate, switch, hops, reset, token, clock, CLI."""
 
 from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 
 import pytest
 
-from procs import curl, free_port, mitm407_cli, register_secret
+from digestclient import answer
+from mitm407.wire.authparams import parse_challenges
+from procs import CONTROL_OPENER as OPENER
+from procs import control_api as api
+from procs import curl, free_port, mitm407_cli, raw_exchange, register_secret
 
 pytestmark = pytest.mark.e2e
 
 ALICE = register_secret("alice", "control-alice-pw")
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy from the env
 
 
 def scenario_file(tmp_path, extra: str = "") -> str:
@@ -26,24 +27,18 @@ def scenario_file(tmp_path, extra: str = "") -> str:
     return str(path)
 
 
-def api(port: int, method: str, path: str, body: bytes | None = None, token: str = "") -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with OPENER.open(request, timeout=20) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+def start_controlled(mitmdump_factory, scenario: str):
+    """mitmdump with ``scenario`` and its control API on a free port (``dump.control_port``)."""
+    port = free_port()
+    dump = mitmdump_factory(options={"scenario": scenario, "control_port": str(port)})
+    dump.wait_for_log("control API on")
+    dump.control_port = port
+    return dump
 
 
 @pytest.fixture
 def controlled(mitmdump_factory, tmp_path):
-    port = free_port()
-    dump = mitmdump_factory(options={"scenario": scenario_file(tmp_path), "control_port": str(port)})
-    dump.wait_for_log("control API on")
-    dump.control_port = port
-    return dump
+    return start_controlled(mitmdump_factory, scenario_file(tmp_path))
 
 
 def as_alice(dump, origin, path="/c", password=ALICE):
@@ -159,3 +154,84 @@ def test_start_up_banner_lists_the_active_faults(mitmdump_factory):
     log = dump.wait_for_log("fault active")
     assert "mitm407: scenario 'account-lockout': 1 fault active" in log
     assert "mitm407:   - all requests: lockout: seconds=300 (line 32)" in log
+
+
+# -- POST /clock: time moves for the proxy, not for the test ----------------------------------------
+
+
+def digest_exchange(dump, origin, credentials: str = "") -> tuple[str, list[str]]:
+    """One request through the proxy on a new connection: (status line, Proxy-Authenticate values)."""
+    auth = f"Proxy-Authorization: Digest {credentials}\r\n" if credentials else ""
+    request = f"GET {origin.url('/clock')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n{auth}\r\n".encode()
+    [response] = raw_exchange(dump.port, [request])
+    head = response.partition(b"\r\n\r\n")[0].decode().split("\r\n")
+    return head[0], [line.split(": ", 1)[1] for line in head[1:] if line.startswith("Proxy-Authenticate: ")]
+
+
+def test_advance_past_nonce_ttl_makes_the_old_nonce_stale(mitmdump_factory, tmp_path, origin):
+    path = tmp_path / "digest.yaml"
+    path.write_text(
+        "version: 1\nname: clock-digest\nrealm: ctl\nschemes: [digest]\n"
+        f"users:\n  alice: {ALICE}\ndigest: {{algorithms: [MD5], qop: [auth], nonce_ttl: 60}}\n"
+    )
+    dump = start_controlled(mitmdump_factory, str(path))
+    _, [challenge] = digest_exchange(dump, origin)
+    nonce = parse_challenges(challenge)[0].params["nonce"]
+
+    def credentials(nc: str) -> str:
+        return answer(user="alice", password=ALICE, realm="ctl", nonce=nonce, uri=origin.url("/clock"), nc=nc)
+
+    assert digest_exchange(dump, origin, credentials("00000001"))[0] == "HTTP/1.1 200 OK"
+    assert api(dump.control_port, "POST", "/clock", b'{"advance": 61}') == (200, {"advanced": 61.0, "offset": 61.0})
+    line, challenges = digest_exchange(dump, origin, credentials("00000002"))  # well within 60 real seconds
+    assert line.startswith("HTTP/1.1 407 ") and challenges and challenges[0].endswith("stale=true")
+    assert "nonce expired " in dump.log and " s ago (nonce_ttl 60 s)" in dump.log
+    assert "mitm407: clock advanced by 61 s (offset 61 s): nonces, caches, expiry and lockout windows" in dump.log
+    assert api(dump.control_port, "GET", "/status")[1]["clock"] == {"offset": 61.0}
+
+
+def test_advance_past_a_lockout_window_lets_the_user_in(mitmdump_factory, tmp_path, origin):
+    lockout = "faults:\n  - lockout: {failures: 2, seconds: 300, status: 403}\n"
+    dump = start_controlled(mitmdump_factory, scenario_file(tmp_path, lockout))
+    assert [as_alice(dump, origin, password="wrong") for _ in range(2)] == ["407", "407"]
+    assert as_alice(dump, origin) == "403"  # the right password, locked out for 300 s
+    assert api(dump.control_port, "POST", "/clock", b'{"advance": 299}')[0] == 200
+    assert as_alice(dump, origin) == "403"  # one second left
+    assert api(dump.control_port, "POST", "/clock", b'{"advance": 2}') == (200, {"advanced": 2.0, "offset": 301.0})
+    assert as_alice(dump, origin) == "200"
+
+
+BAD_CLOCK_BODIES = [
+    (b"ninety", "must be JSON"),
+    (b'{"seconds": 90}', "nothing else"),
+    (b'{"advance": -5}', "more than 0"),
+    (b'{"advance": 0}', "more than 0"),
+    (b'{"advance": NaN}', "finite"),
+    (b'{"advance": 1e999}', "finite"),
+    (b'{"advance": 1e12}', "at most"),
+    (b'{"advance": "90"}', "a number"),
+    (b'{"advance": true}', "a number"),
+]
+
+
+def test_clock_refuses_bad_bodies_with_400(controlled):
+    port = controlled.control_port
+    for body, message in BAD_CLOCK_BODIES:
+        status, answer_ = api(port, "POST", "/clock", body)
+        assert status == 400 and message in answer_["error"] and "\n" not in answer_["error"], body
+    assert api(port, "GET", "/status")[1]["clock"] == {"offset": 0.0}  # unchanged
+    assert api(port, "GET", "/clock")[0] == 405
+    assert "Traceback" not in controlled.log and "clock advanced" not in controlled.log
+
+
+def test_ctl_advance(controlled):
+    port = str(controlled.control_port)
+    moved = mitm407_cli("ctl", "advance", "90", "--port", port)
+    assert moved.returncode == 0 and json.loads(moved.stdout) == {"advanced": 90.0, "offset": 90.0}
+    assert json.loads(mitm407_cli("ctl", "status", "--port", port).stdout)["clock"] == {"offset": 90.0}
+    for bad in ("ninety", "-5", "0", "nan"):
+        refused = mitm407_cli("ctl", "advance", bad, "--port", port)
+        assert refused.returncode != 0 and "mitm407 ctl advance SECONDS: advance must be" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert mitm407_cli("ctl", "advance", "--port", port).returncode != 0
+    controlled.wait_for_log("mitm407: clock advanced by 90 s (offset 90 s)")

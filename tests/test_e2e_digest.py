@@ -15,7 +15,7 @@ import pytest
 
 from digestclient import answer
 from mitm407.wire.authparams import parse_auth_params, parse_challenges
-from procs import REPO, curl, raw_exchange, run
+from procs import REPO, advance_clock, curl, free_port, raw_exchange, run
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +41,12 @@ def status_of(result) -> int:
     return int(result.stdout.rsplit("\n", 1)[-1])
 
 
-def start(factory, tmp_path_factory, schemes: str = "digest, basic", ttl: int = 300, userhash: str = "false"):
+def start(
+    factory, tmp_path_factory, schemes: str = "digest, basic", ttl: int = 300, userhash: str = "false", **options: str
+):
     path = tmp_path_factory.mktemp("digest") / "s.yaml"
     path.write_text(MIXED.format(schemes=schemes, ttl=ttl, userhash=userhash), encoding="utf-8")
-    return factory(options={"scenario": str(path)})
+    return factory(options={"scenario": str(path), **options})
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,13 @@ def sha256_only(module_mitmdump):
 
 @pytest.fixture(scope="module")
 def mixed(module_mitmdump, tmp_path_factory):
-    """[digest, basic], SHA-256 before MD5, auth and auth-int, userhash offered, nonces live 1 s."""
-    return start(module_mitmdump, tmp_path_factory, ttl=1, userhash="true")
+    """[digest, basic], SHA-256 before MD5, auth and auth-int, userhash offered, nonces live 60 s
+    of the proxy's clock, which the control API moves forward (``mixed.control_port``)."""
+    port = free_port()
+    proxy = start(module_mitmdump, tmp_path_factory, ttl=60, userhash="true", control_port=str(port))
+    proxy.wait_for_log("control API on")
+    proxy.control_port = port
+    return proxy
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +149,11 @@ def test_curl_retries_transparently_on_stale_nonce(mixed, origin):
     nonce (nc=2), gets a 407 with stale=true, and retries with the new nonce
     without failing."""
 
-    def slow_redirect(handler, body):
-        time.sleep(1.6)  # nonce_ttl is 1 s
+    def late_redirect(handler, body):
+        advance_clock(mixed.control_port, 61)  # nonce_ttl is 60 s: the nonce ages, nobody sleeps
         return 302, {"Location": "/after-stale"}, b""
 
-    origin.routes["/slow-redirect"] = slow_redirect
+    origin.routes["/slow-redirect"] = late_redirect
     result = curl(
         "-v", "-L", "-x", mixed.url, "--proxy-digest", "-U", f"alice:{PASSWORD}", origin.url("/slow-redirect")
     )
@@ -156,7 +163,7 @@ def test_curl_retries_transparently_on_stale_nonce(mixed, origin):
     authorizations = sent_proxy_auth(result.stderr)
     nonces = [parse_auth_params(a.split(" ", 2)[2])["nonce"] for a in authorizations]
     assert len(authorizations) == 3 and nonces[0] == nonces[1] != nonces[2]
-    assert "stale (nonce expired" in mixed.log
+    assert "stale (nonce expired " in mixed.log and " s ago (nonce_ttl 60 s)" in mixed.log  # the clock moved, not time
 
 
 # -- CPython urllib ------------------------------------------------------------------

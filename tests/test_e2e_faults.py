@@ -8,6 +8,7 @@ test uses its own user, so per-user state (expiry, lockout) never crosses.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import textwrap
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from procs import REPO, basic, curl, raw_exchange
+from procs import REPO, advance_clock, basic, curl, free_port, raw_exchange
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,7 @@ SCENARIO = textwrap.dedent(
     rules:
       - {{match: {{path: /expire}}, auth: required, faults: [{{expire_after: {{requests: 2}}}}]}}
       - {{match: {{path: /always}}, auth: required, faults: [always_407]}}
-      - {{match: {{path: /lockout}}, auth: required, faults: [{{lockout: {{failures: 2, seconds: 1.5, status: 403}}}}]}}
+      - {{match: {{path: /lockout}}, auth: required, faults: [{{lockout: {{failures: 2, seconds: 300, status: 403}}}}]}}
       - {{match: {{path: /reauth}}, auth: required, faults: [{{reauth_every: {{requests: 2}}}}]}}
       - {{match: {{path: /missing}}, auth: required, faults: [challenge_missing]}}
       - {{match: {{path: /malformed}}, auth: required, faults: [{{challenge_malformed: {{kind: unquoted_realm}}}}]}}
@@ -77,11 +78,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def proxy(module_mitmdump, files: Path):
-    return module_mitmdump(
-        options={"scenario": str(files / "faults.yaml")},
+    """The faults proxy, its control API on ``proxy.control_port`` (time-based faults advance its clock)."""
+    port = free_port()
+    dump = module_mitmdump(
+        options={"scenario": str(files / "faults.yaml"), "control_port": str(port)},
         scripts=(PROXYAUTH, PROBE),
         env={"FAULT_PROBE": str(files / "probe.jsonl")},
     )
+    dump.wait_for_log("control API on")
+    dump.control_port = port
+    return dump
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +144,10 @@ def test_lockout_then_unlock(proxy, origin, files):
     assert status(get(proxy, origin, "/lockout", "bob", "wrong")) == 407  # second failure locks
     locked = get(proxy, origin, "/lockout", "bob", None, "-D", "-")  # right password, still locked
     assert status(locked) == 403
-    assert "user 'bob' is locked out for 1 more seconds after 2 failed logins" in locked.stdout
+    assert re.search(r"user 'bob' is locked out for \d+ more seconds after 2 failed logins", locked.stdout)
     assert "Proxy-Authenticate" not in locked.stdout
-    proxy.wait_for_log("mitm407: fault lockout: user 'bob' locked out for 1.5 s after 2 failed logins")
-    time.sleep(1.6)
+    proxy.wait_for_log("mitm407: fault lockout: user 'bob' locked out for 300 s after 2 failed logins")
+    advance_clock(proxy.control_port, 301)  # the window ends on the proxy's clock: no test sleeps 300 s
     assert status(get(proxy, origin, "/lockout", "bob")) == 200
     assert [r["status"] for r in probe(files, "/lockout")] == [407, 407, 403, 200]
 

@@ -4,6 +4,7 @@
     mitm407 ctl expire --port 8081          # every credential accepted so far is challenged again
     mitm407 ctl lock --user alice --port 8081
     mitm407 ctl scenario digest --port 8081 # a shipped name or a YAML file
+    mitm407 ctl advance 90 --port 8081      # the proxy's clock jumps 90 s: nonces go stale, windows end
 
 Prints the JSON answer; exits 0 on a 2xx answer, 1 otherwise (the answer says why).
 The proxy must run with ``--set control_port=N``; ``MITM407_CONTROL_TOKEN`` or
@@ -21,6 +22,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
+from mitm407.core.clock import parse_advance_text
+
 # action -> (HTTP method, path, query parameters it takes)
 ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "status": ("GET", "/status", ()),
@@ -30,6 +33,7 @@ ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "lock": ("POST", "/lock", ("user",)),
     "unlock": ("POST", "/unlock", ("user",)),
     "reset": ("POST", "/reset", ()),
+    "advance": ("POST", "/clock", ()),
     "hops": ("GET", "/hops", ("since",)),
 }
 
@@ -37,7 +41,7 @@ ACTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="drive a running proxy's control API (status, expire, rotate, lock, ...)")
     p.add_argument("action", choices=sorted(ACTIONS), help="what to do")
-    p.add_argument("target", nargs="?", help="scenario: a shipped name or a YAML file")
+    p.add_argument("target", nargs="?", help="scenario: a shipped name or a YAML file; advance: SECONDS")
     p.add_argument("--port", type=int, required=True, help="the proxy's control_port")
     p.add_argument("--host", default="127.0.0.1", help="where the control API listens (default 127.0.0.1)")
     p.add_argument("--token", default=os.environ.get("MITM407_CONTROL_TOKEN", ""), help="bearer token, if set")
@@ -56,6 +60,18 @@ def scenario_body(target: str | None) -> tuple[bytes, str]:
     return json.dumps({"name": target}).encode(), "application/json"
 
 
+def advance_body(target: str | None) -> tuple[bytes, str]:
+    """POST /clock's body, ``{"advance": SECONDS}``: checked here too, for a one-line error before any request."""
+    try:
+        seconds = parse_advance_text(target or "")
+    except ValueError as e:
+        raise SystemExit(f"mitm407 ctl advance SECONDS: {e}") from None
+    return json.dumps({"advance": seconds}).encode(), "application/json"
+
+
+BODIES = {"scenario": scenario_body, "advance": advance_body}  # actions that send a body, from ``target``
+
+
 def build_request(args: argparse.Namespace) -> urllib.request.Request:
     method, path, params = ACTIONS[args.action]
     query = {}
@@ -66,7 +82,8 @@ def build_request(args: argparse.Namespace) -> urllib.request.Request:
     if "since" in params:
         query["since"] = str(args.since)
     url = f"http://{args.host}:{args.port}{path}" + (f"?{urlencode(query)}" if query else "")
-    body, content_type = scenario_body(args.target) if args.action == "scenario" else (None, "")
+    make_body = BODIES.get(args.action)
+    body, content_type = make_body(args.target) if make_body is not None else (None, "")
     request = urllib.request.Request(url, data=body, method=method)
     if content_type:
         request.add_header("Content-Type", content_type)

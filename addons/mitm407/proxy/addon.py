@@ -27,6 +27,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from mitm407.core.answers import Answer, as_server_header, credentials_field
+from mitm407.core.clock import Clock
 from mitm407.core.facts import RequestFacts
 from mitm407.core.flowmeta import (
     META_ANSWERED,
@@ -137,6 +138,7 @@ class Addon:
     def __init__(self) -> None:
         self.scenario: Scenario | None = None
         self.gate: Gate | None = None
+        self.clock = Clock()  # every Gate's time, for the addon's lifetime: reloads keep POST /clock's offset
         self.hop_name = "mitm407"  # ctx.options.hop_name, cached by configure (options copy on every read)
         # What the outcome asks of later hooks, per flow. Side tables, not flow.metadata: only plain
         # values may go there (mitmproxy saves it with the flow).
@@ -218,7 +220,7 @@ class Addon:
         """
         previous = self.scenario
         self.scenario = scenario
-        self.gate = Gate(scenario)
+        self.gate = Gate(scenario, self.clock.now)
         self.reloader.loaded(scenario)
         self.attach_hooks()
         for listener in self.installed:

@@ -11,13 +11,15 @@ JSON over HTTP (``proxy/controlserver.py``), off by default:
     POST /rotate            each 'rotate' fault's next password takes effect now
     POST /lock?user=NAME    that user is refused until /unlock?user=NAME
     POST /reset             faults, counters, caches, overrides and connection state start afresh
+    POST /clock             {"advance": SECONDS}: the proxy's clock jumps forward (nonces go stale,
+                            caches, expiry and lockout windows end) without anyone sleeping
     GET  /hops?since=N      hop-log records numbered above N (the last 10,000 are kept)
     GET  /ca.pem            the CA certificate clients must trust for HTTPS through the proxy
 
-The same actions are mitmproxy commands (``mitm407.expire``, ...) for mitmweb and the
-console, and ``mitm407 ctl ACTION --port N`` on the command line. The API can switch
-scenarios (and so read files the scenario names): it listens on 127.0.0.1 unless told
-otherwise, and another address requires a bearer token.
+The same actions are mitmproxy commands (``mitm407.expire``, ``mitm407.advance SECONDS``,
+...) for mitmweb and the console, and ``mitm407 ctl ACTION --port N`` on the command line.
+The API can switch scenarios (and so read files the scenario names): it listens on
+127.0.0.1 unless told otherwise, and another address requires a bearer token.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions
 
+from mitm407.core.clock import parse_advance, parse_advance_text, seconds_text
 from mitm407.core.problems import ScenarioError
 from mitm407.hoplog.addon import HopLog
 from mitm407.proxy.addon import Addon
@@ -55,6 +58,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def advance_of(body: bytes) -> float:
+    """The step of ``POST /clock``, from ``{"advance": SECONDS}``; ``ControlError(400)`` with one line otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # (not UTF-8 is a ValueError too; RecursionError: "[[[[..." nested deep)
+        raise ControlError(400, 'the body must be JSON: {"advance": SECONDS}') from None
+    if not isinstance(data, dict) or set(data) != {"advance"}:
+        raise ControlError(400, 'the body must be {"advance": SECONDS} and nothing else')
+    try:
+        return parse_advance(data["advance"])
+    except ValueError as e:
+        raise ControlError(400, str(e)) from None
+
+
 def problems_json(error: ScenarioError) -> list[dict[str, Any]]:
     return [
         {"file": p.file, "line": p.line, "col": p.col, "message": p.message, "hint": p.hint} for p in error.problems
@@ -75,7 +92,7 @@ class Control:
         loader.add_option(
             "control_port", int, 0,
             "mitm407 control API port (JSON over HTTP: /status, /scenario, /expire, /rotate, /lock, /unlock, "
-            "/reset, /hops, /ca.pem); 0: off.",
+            "/reset, /clock, /hops, /ca.pem); 0: off.",
         )
         loader.add_option(
             "control_host", str, "127.0.0.1",
@@ -154,6 +171,7 @@ class Control:
             ("POST", "/lock"): lambda r: self.set_lock(r, True),
             ("POST", "/unlock"): lambda r: self.set_lock(r, False),
             ("POST", "/reset"): lambda r: self.reset(),
+            ("POST", "/clock"): self.post_clock,
             ("GET", "/hops"): self.hops,
             ("GET", "/ca.pem"): lambda r: self.ca_pem(),
         }
@@ -180,6 +198,7 @@ class Control:
             "faults": faults,
             "overrides": {"locked": sorted(gate.overrides.locked), "expired": sorted(gate.overrides.expired)},
             "counters": {"decided": sum(counts.values()), "by_result": dict(sorted(counts.items()))},
+            "clock": {"offset": self.auth.clock.offset},
             "hops": {"last": hoplog.sequence if hoplog is not None else 0},
         }
 
@@ -229,6 +248,22 @@ class Control:
             hoplog.recent.clear()
         return 200, {"reset": True}
 
+    def post_clock(self, request: ControlRequest) -> tuple[int, Any]:
+        seconds = advance_of(request.body)
+        return 200, {"advanced": seconds, "offset": self.advance(seconds)}
+
+    def advance(self, seconds: float) -> float:
+        """Move the proxy's clock forward (``core/clock.py``); the new offset. ``ControlError(400)`` if refused."""
+        try:
+            offset = self.auth.clock.advance(seconds)
+        except ValueError as e:
+            raise ControlError(400, str(e)) from None
+        logger.info(
+            "mitm407: clock advanced by %s s (offset %s s): nonces, caches, expiry and lockout windows "
+            "see the later time", seconds_text(seconds), seconds_text(offset),
+        )
+        return offset
+
     def hops(self, request: ControlRequest) -> tuple[int, Any]:
         since_text = request.query.get("since", "0")
         if not since_text.isdigit():
@@ -267,6 +302,16 @@ class Control:
     def cmd_unlock(self, user: str) -> str:
         """Accept USER again after mitm407.lock."""
         return f"unlocked: {user}" if self.auth.unlock(user) else f"{user} was not locked"
+
+    @command.command("mitm407.advance")
+    def cmd_advance(self, seconds: str) -> str:
+        """Move the proxy's clock SECONDS forward: nonces, caches, expiry and lockout windows see the later time."""
+        try:
+            step = parse_advance_text(seconds)
+            offset = self.advance(step)
+        except (ValueError, ControlError) as e:
+            raise exceptions.CommandError(str(e)) from None
+        return f"clock advanced by {seconds_text(step)} s (offset {seconds_text(offset)} s)"
 
     @command.command("mitm407.reset")
     def cmd_reset(self) -> str:
