@@ -39,12 +39,12 @@ from mitm407.core.clock import parse_advance, parse_advance_text, seconds_text
 from mitm407.core.problems import ScenarioError
 from mitm407.hoplog.addon import HopLog
 from mitm407.proxy.addon import Addon
+from mitm407.proxy.controlclient import TOKEN_ENV
 from mitm407.proxy.controlserver import ControlError, ControlRequest, ControlServer, RawBody
 from mitm407.scenario.load import Scenario, load_scenario, parse_scenario, resolve_scenario_path
 
 logger = logging.getLogger("mitm407.control")
 
-TOKEN_ENV = "MITM407_CONTROL_TOKEN"
 KEPT_HOPS = 10_000
 LISTED_USERS = 1_000  # /status lists at most this many names (an htpasswd may hold millions)
 
