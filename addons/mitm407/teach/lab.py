@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # addons/mitm407 in a checkout, site-packages/mitm407 installed
 ADDONS_DIR = PACKAGE_DIR.parent
@@ -128,8 +129,12 @@ class Mitmdump:
         try:
             wait_for_port(self.port, self.proc)
         except (RuntimeError, TimeoutError):
-            self.stop()
-            raise RuntimeError(f"{what} did not start:\n{self.log[-4000:]}") from None
+            self.give_up(f"{what} did not start")
+
+    def give_up(self, why: str) -> NoReturn:
+        """Stop it and raise ``RuntimeError(why)`` with its log's tail: what a start-up failure shows."""
+        self.stop()
+        raise RuntimeError(f"{why}:\n{self.log[-4000:]}") from None
 
 
 def start_mitm407(
