@@ -5,6 +5,11 @@
         requests.get(url, proxies={"http": proxy.url_for("alice")})
         assert proxy.hops()[-1]["auth"]["result"] == "ok"
 
+    def test_client_renews_a_stale_nonce(mitm407_proxy):
+        proxy = mitm407_proxy("digest", control=True)  # and its control API: expire(), lock(user), ...
+        ...                                            # the client gets a nonce
+        proxy.advance(301)                             # the proxy's clock jumps: that nonce is stale now
+
 Installed with the package (entry point ``pytest11``). Every proxy started by a
 test is stopped at its teardown, pass or fail; on failure the proxy's output is
 attached to the test report ("mitm407 proxy log" section).
@@ -25,14 +30,19 @@ PROXIES_KEY = pytest.StashKey[list[Proxy]]()
 
 @pytest.fixture
 def mitm407_proxy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
-    """Start ``mitm407_proxy(scenario, options={...})``: a real mitmdump on a free 127.0.0.1 port."""
+    """Start ``mitm407_proxy(scenario, options={...}, control=False)``: a real mitmdump on a free 127.0.0.1 port.
+
+    ``control=True``: its control API too, so that ``proxy.expire()``, ``proxy.advance(61)``, ... work.
+    """
     started: list[Proxy] = []
     request.node.stash[PROXIES_KEY] = started
 
     def factory(
-        scenario: str | Path | Mapping[str, Any] = "default", options: Mapping[str, str] | None = None
+        scenario: str | Path | Mapping[str, Any] = "default",
+        options: Mapping[str, str] | None = None,
+        control: bool = False,
     ) -> Proxy:
-        proxy = start_proxy(scenario, tmp_path / f"mitm407-{len(started)}", options)
+        proxy = start_proxy(scenario, tmp_path / f"mitm407-{len(started)}", options, control)
         started.append(proxy)
         return proxy
 
