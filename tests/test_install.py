@@ -31,10 +31,12 @@ import requests
 
 
 def test_through_mitm407(mitm407_proxy):
-    proxy = mitm407_proxy("default")
+    proxy = mitm407_proxy("default", control=True)
     assert requests.get(ORIGIN, proxies={"http": proxy.url}, timeout=20).status_code == 407
     assert requests.get(ORIGIN, proxies={"http": proxy.url_for("demo")}, timeout=20).status_code == 200
-    assert [hop["status"] for hop in proxy.hops()] == [407, 200]
+    proxy.lock("demo")
+    assert requests.get(ORIGIN, proxies={"http": proxy.url_for("demo")}, timeout=20).status_code == 407
+    assert [hop["status"] for hop in proxy.hops()] == [407, 200, 407]
 """
 
 
