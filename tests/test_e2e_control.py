@@ -235,3 +235,22 @@ def test_ctl_advance(controlled):
         assert "Traceback" not in refused.stderr
     assert mitm407_cli("ctl", "advance", "--port", port).returncode != 0
     controlled.wait_for_log("mitm407: clock advanced by 90 s (offset 90 s)")
+
+
+def test_ctl_scenario_file_resolves_its_files_beside_it(controlled, origin, tmp_path):
+    """On this machine ``ctl scenario FILE`` hands the proxy the file's path: its htpasswd is found beside it."""
+    import base64
+    import hashlib
+
+    carol = register_secret("carol", "control-carol-pw")
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "users.htpasswd").write_text(
+        "carol:{SHA}" + base64.b64encode(hashlib.sha1(carol.encode()).digest()).decode() + "\n")
+    (folder / "switch.yaml").write_text("version: 1\nname: switched\nhtpasswd: users.htpasswd\nschemes: [basic]\n")
+    switched = mitm407_cli("ctl", "scenario", "elsewhere/switch.yaml", "--port", str(controlled.control_port),
+                           cwd=tmp_path)
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert api(controlled.control_port, "GET", "/status")[1]["scenario"]["name"] == "switched"
+    ok = curl("-x", controlled.proxy_url("carol", carol), origin.url("/h")).stdout[-3:]
+    assert ok == "200"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mitm407.core.clock import parse_advance_text
 from mitm407.proxy import controlclient
-from mitm407.proxy.controlclient import ACTIONS, TOKEN_ENV, ControlAPIError, ControlEndpoint, json_body
+from mitm407.proxy.controlclient import ACTIONS, TOKEN_ENV, ControlAPIError, ControlEndpoint, is_loopback, json_body
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,17 +36,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def scenario_body(target: str | None) -> tuple[bytes, str]:
-    """PUT /scenario's body: a YAML file's text, or ``{"name": ...}`` for a shipped scenario."""
+def scenario_body(target: str | None, host: str = "127.0.0.1") -> tuple[bytes, str]:
+    """PUT /scenario's body: ``{"name": ...}`` for a shipped scenario or a file the proxy can read, else the YAML text.
+
+    A proxy on this machine (a loopback control address) is given the file's absolute path: it then
+    resolves files the scenario names (htpasswd, ``file:`` secrets) beside it, as at start-up, and
+    reloads it on edits. A remote proxy cannot read our files: it gets the text.
+    """
     if not target:
         raise SystemExit("mitm407 ctl scenario: name a shipped scenario or a YAML file")
     path = Path(target)
     if path.is_file():
+        if is_loopback(host):
+            return json_body({"name": str(path.resolve())})
         return path.read_bytes(), "application/yaml"
     return json_body({"name": target})
 
 
-def advance_body(target: str | None) -> tuple[bytes, str]:
+def advance_body(target: str | None, host: str = "") -> tuple[bytes, str]:
     """POST /clock's body, ``{"advance": SECONDS}``: checked here too, for a one-line error before any request."""
     try:
         seconds = parse_advance_text(target or "")
@@ -68,7 +75,7 @@ def build_request(args: argparse.Namespace) -> urllib.request.Request:
     if "since" in params:
         query["since"] = str(args.since)
     make_body = BODIES.get(args.action)
-    body = make_body(args.target) if make_body is not None else None
+    body = make_body(args.target, args.host) if make_body is not None else None
     return controlclient.build_request(ControlEndpoint(args.port, args.host, args.token), args.action, query, body)
 
 

@@ -25,7 +25,6 @@ The API can switch scenarios (and so read files the scenario names): it listens 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from mitm407.core.clock import parse_advance, parse_advance_text, seconds_text
 from mitm407.core.problems import ScenarioError
 from mitm407.hoplog.addon import HopLog
 from mitm407.proxy.addon import Addon
-from mitm407.proxy.controlclient import TOKEN_ENV
+from mitm407.proxy.controlclient import TOKEN_ENV, is_loopback
 from mitm407.proxy.controlserver import ControlError, ControlRequest, ControlServer, RawBody
 from mitm407.scenario.load import Scenario, load_scenario, parse_scenario, resolve_scenario_path
 
@@ -47,15 +46,6 @@ logger = logging.getLogger("mitm407.control")
 
 KEPT_HOPS = 10_000
 LISTED_USERS = 1_000  # /status lists at most this many names (an htpasswd may hold millions)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def advance_of(body: bytes) -> float:

@@ -53,6 +53,16 @@ class ControlAPIError(Exception):
         self.answer = answer
 
 
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface (the control API's default, tokenless)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 @dataclass(frozen=True)
 class ControlEndpoint:
     """Where a proxy's control API answers, and the bearer token it wants ("" for none)."""
