@@ -241,3 +241,34 @@ def test_the_load_runs_in_a_worker_thread(watched):
     watched.write("version: 1\nusers: {carol: second}\n")
     watched.settle()
     assert threads and threads[0] is not threading.main_thread() and watched.password() == "second"
+
+
+def test_the_auth_addon_builds_a_reloaded_gate_in_the_worker_thread(tmp_path, monkeypatch):
+    """A reload builds the new scenario's gate (schemes, user tables) off the event loop; install only swaps."""
+    import threading
+
+    from mitm407.proxy import addon as addon_module
+    from mitm407.proxy.addon import Addon
+    from mitm407.proxy.reload import file_signature
+
+    built_in: list[threading.Thread] = []
+
+    class SpyGate(addon_module.Gate):
+        def __init__(self, *args, **kwargs) -> None:
+            built_in.append(threading.current_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(addon_module, "Gate", SpyGate)
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    auth = Addon()
+    auth.install(load_scenario(path))
+    assert built_in == [threading.main_thread()]  # start-up and option changes: on the loop, as before
+    first = auth.scenario
+    path.write_text("version: 1\nusers: {carol: second}\n", encoding="utf-8")
+    bump(path)
+    asyncio.run(auth.reloader.reload(first, file_signature(first.files)))
+    assert auth.scenario is not first and auth.gate.scenario is auth.scenario
+    assert len(built_in) == 2 and built_in[1] is not threading.main_thread()
+    assert auth._prepared is None  # handed over, not kept
+    assert auth.gate.authorizer.users["carol"].secret.value == "second"
