@@ -125,3 +125,30 @@ def test_clock_bodies_that_are_refused(body, message):
 
 def test_clock_body():
     assert advance_of(b'{"advance": 90}') == 90.0 and advance_of(b' {"advance": 0.25} ') == 0.25
+
+
+def test_put_scenario_builds_the_new_gate_off_the_event_loop(tmp_path, monkeypatch):
+    """PUT /scenario reads and builds the scenario in a worker thread; on the loop only the swap runs."""
+    import asyncio
+    import threading
+
+    from mitm407.proxy import addon as addon_module
+    from mitm407.proxy.addon import Addon
+    from mitm407.proxy.control import Control
+    from mitm407.proxy.controlserver import ControlRequest
+    from mitm407.scenario.load import parse_scenario
+
+    built_in: list[threading.Thread] = []
+
+    class SpyGate(addon_module.Gate):
+        def __init__(self, *args, **kwargs) -> None:
+            built_in.append(threading.current_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(addon_module, "Gate", SpyGate)
+    auth = Addon()
+    auth.install(parse_scenario("version: 1\nusers: {ana: pw}\n", str(tmp_path / "s.yaml"), tmp_path))
+    body = b"version: 1\nname: switched\nusers: {bea: pw2}\n"
+    status, answer = asyncio.run(Control(auth, lambda: None).put_scenario(ControlRequest("PUT", "/scenario", {}, body)))
+    assert (status, answer["scenario"]) == (200, "switched") and auth.gate.scenario is auth.scenario
+    assert len(built_in) == 2 and built_in[1] is not threading.main_thread() and auth._prepared is None

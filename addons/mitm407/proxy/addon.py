@@ -234,13 +234,17 @@ class Addon:
                 logger.info("mitm407: %s", line)
 
     def load_with_gate(self, path: str) -> Scenario:
-        """A reload's worker-thread step: read the files, then build the gate (schemes, user tables) there too.
+        """A reload's worker-thread step: read the files, then build the gate there too (``prepare``)."""
+        return self.prepare(load_scenario(path))
 
-        Building takes about 0.4 s for a million users; on the event loop it would stall every
-        request. ``install`` then only swaps it in on the loop. A load the reloader drops (the files
-        or the scenario changed meanwhile) leaves a gate no ``install`` takes: the next one clears it.
+    def prepare(self, scenario: Scenario) -> Scenario:
+        """Build ``scenario``'s gate (schemes, user tables) now, for the next ``install`` of it.
+
+        Called in a worker thread (a file reload, the control API's switch): building walks every
+        user, about 0.1 s for a million, and on the event loop it would stall every request;
+        ``install`` then only swaps it in. A prepared gate that no ``install`` takes (the reloader
+        dropped a load whose files changed meanwhile) is cleared by the next ``install``.
         """
-        scenario = load_scenario(path)
         self._prepared = (scenario, Gate(scenario, self.clock.now))
         return scenario
 

@@ -194,7 +194,7 @@ class Control:
 
     async def put_scenario(self, request: ControlRequest) -> tuple[int, Any]:
         try:
-            scenario = await asyncio.to_thread(self.read_scenario, request.body)
+            scenario = await asyncio.to_thread(lambda: self.auth.prepare(self.read_scenario(request.body)))
         except ScenarioError as e:
             return 400, {"error": "invalid scenario; the running one is unchanged", "problems": problems_json(e)}
         self.auth.install(scenario, "control API")
