@@ -113,3 +113,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         _running.pop()
+
+
+@pytest.fixture
+def gate_threads(monkeypatch) -> list:
+    """The thread each ``Gate`` the auth addon builds from now on is built in, in order."""
+    import threading
+
+    from mitm407.proxy import addon as addon_module
+
+    threads: list[threading.Thread] = []
+
+    class SpyGate(addon_module.Gate):
+        def __init__(self, *args, **kwargs) -> None:
+            threads.append(threading.current_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(addon_module, "Gate", SpyGate)
+    return threads

@@ -127,25 +127,17 @@ def test_clock_body():
     assert advance_of(b'{"advance": 90}') == 90.0 and advance_of(b' {"advance": 0.25} ') == 0.25
 
 
-def test_put_scenario_builds_the_new_gate_off_the_event_loop(tmp_path, monkeypatch):
+def test_put_scenario_builds_the_new_gate_off_the_event_loop(tmp_path, gate_threads):
     """PUT /scenario reads and builds the scenario in a worker thread; on the loop only the swap runs."""
     import asyncio
     import threading
 
-    from mitm407.proxy import addon as addon_module
     from mitm407.proxy.addon import Addon
     from mitm407.proxy.control import Control
     from mitm407.proxy.controlserver import ControlRequest
     from mitm407.scenario.load import parse_scenario
 
-    built_in: list[threading.Thread] = []
-
-    class SpyGate(addon_module.Gate):
-        def __init__(self, *args, **kwargs) -> None:
-            built_in.append(threading.current_thread())
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(addon_module, "Gate", SpyGate)
+    built_in = gate_threads
     auth = Addon()
     auth.install(parse_scenario("version: 1\nusers: {ana: pw}\n", str(tmp_path / "s.yaml"), tmp_path))
     body = b"version: 1\nname: switched\nusers: {bea: pw2}\n"

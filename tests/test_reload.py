@@ -243,22 +243,14 @@ def test_the_load_runs_in_a_worker_thread(watched):
     assert threads and threads[0] is not threading.main_thread() and watched.password() == "second"
 
 
-def test_the_auth_addon_builds_a_reloaded_gate_in_the_worker_thread(tmp_path, monkeypatch):
+def test_the_auth_addon_builds_a_reloaded_gate_in_the_worker_thread(tmp_path, gate_threads):
     """A reload builds the new scenario's gate (schemes, user tables) off the event loop; install only swaps."""
     import threading
 
-    from mitm407.proxy import addon as addon_module
     from mitm407.proxy.addon import Addon
     from mitm407.proxy.reload import file_signature
 
-    built_in: list[threading.Thread] = []
-
-    class SpyGate(addon_module.Gate):
-        def __init__(self, *args, **kwargs) -> None:
-            built_in.append(threading.current_thread())
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(addon_module, "Gate", SpyGate)
+    built_in = gate_threads
     path = tmp_path / "s.yaml"
     path.write_text(GOOD, encoding="utf-8")
     auth = Addon()
