@@ -125,3 +125,25 @@ def test_advancing_ends_a_lockout_window(tmp_path):
     assert g.decide(GateRequest(FACTS, [basic("pw")])).answer.status == 403  # one second left
     clock.advance(2)
     assert g.decide(GateRequest(FACTS, [basic("pw")])).kind is Kind.FORWARD
+
+
+def test_a_clock_that_raises_fails_closed(tmp_path):
+    """The clock is read on the decision path: if reading it raises, the answer is a 500, never a forward."""
+    from mitmproxy.test import tflow
+
+    from mitm407.core.flowmeta import META_AUTH
+    from mitm407.proxy.addon import Addon
+
+    auth = Addon()
+    auth.install(parse_scenario("version: 1\nusers: {ana: clock-pw}\n", str(tmp_path / "s.yaml"), tmp_path))
+
+    def broken() -> float:
+        raise OSError("no clock")
+
+    auth.clock.base = broken
+    flow = tflow.tflow()
+    flow.request.url = "http://127.0.0.1:8000/x"
+    flow.request.headers["Proxy-Authorization"] = "Basic " + base64.b64encode(b"ana:clock-pw").decode()
+    assert auth.requestheaders(flow) is None
+    assert flow.response is not None and flow.response.status_code == 500
+    assert flow.metadata[META_AUTH]["result"] == "error"
