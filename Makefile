@@ -4,9 +4,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp chromium $(DEBIAN_KERBEROS_PACKAGES)
 # Kerberos: the KDC and kinit for tests and demo-kerberos; libkrb5-dev to build python-gssapi; faketime: clock skew test
+# (defined before its use: := expands at once)
 DEBIAN_KERBEROS_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev faketime
+DEBIAN_TEST_PACKAGES := curl squid apache2-utils openssl gss-ntlmssp chromium $(DEBIAN_KERBEROS_PACKAGES)
+# python-gssapi has no Linux wheel: pip compiles it (gcc, krb5-config, and Python.h: python3-dev when missing)
+GSSAPI_BUILD_PACKAGES = gcc libkrb5-dev $(shell $(PYTHON) -c 'import os, sysconfig; \
+	print("" if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else "python3-dev")')
 KRB_DIR ?= /tmp/mitm407-kerberos
 ARGS ?=
 
@@ -18,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	tools/ensure-debian-packages libkrb5-dev
+	tools/ensure-debian-packages $(GSSAPI_BUILD_PACKAGES)
 	$(BIN)/python -m pip install -q -e '.[test,kerberos]'
 	touch $@
 

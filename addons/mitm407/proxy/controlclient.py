@@ -53,7 +53,6 @@ class ControlAPIError(Exception):
         self.answer = answer
 
 
-
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine's loopback interface (the control API's default, tokenless)."""
     if host == "localhost":
@@ -62,6 +61,7 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
 
 @dataclass(frozen=True)
 class ControlEndpoint:
