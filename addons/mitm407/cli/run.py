@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-from pathlib import Path
 
 from mitm407.core.problems import ScenarioError
 from mitm407.scenario.load import load_scenario, resolve_scenario_path
@@ -45,14 +43,6 @@ def sets_listen_host(args: list[str]) -> bool:
     return any(a == "--listen-host" or a.startswith("--listen-host=") for a in args)
 
 
-def tool_executable(mitmdump: str, tool: str) -> str:
-    """``tool`` (mitmweb) beside the mitmdump found, else on PATH."""
-    if tool == "mitmdump":
-        return mitmdump
-    beside = Path(mitmdump).with_name(tool)
-    return str(beside) if beside.exists() else (shutil.which(tool) or tool)
-
-
 def build_command(args: list[str], tool: str = "mitmdump") -> tuple[list[str], str]:
     """(mitmproxy command line, scenario path) for ``run``'s (or ``web``'s) arguments."""
     rest = list(args)
@@ -61,8 +51,9 @@ def build_command(args: list[str], tool: str = "mitmdump") -> tuple[list[str], s
     scenario = rest.pop(0) if rest and not rest[0].startswith("-") else ""
     path = str(resolve_scenario_path(scenario))
     listen = [] if sets_listen_host(rest) else ["--listen-host", "127.0.0.1"]
-    command = mitmdump_command(packaged_script("proxyauth_script.py"), ["--set", f"scenario={path}", *listen, *rest])
-    command[0] = tool_executable(command[0], tool)
+    command = mitmdump_command(
+        packaged_script("proxyauth_script.py"), ["--set", f"scenario={path}", *listen, *rest], tool
+    )
     return command, path
 
 

@@ -75,14 +75,18 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def find_mitmdump() -> str | None:
-    """The mitmdump beside this interpreter (the venv's), else the one on PATH, else None.
+def find_mitmproxy_tool(tool: str) -> str | None:
+    """mitmproxy's ``tool`` (mitmdump, mitmweb) beside this interpreter (the venv's), else on PATH, else None.
 
-    The one search every command that starts mitmdump uses (run, capture,
+    The one search every command that starts mitmproxy uses (run, web, capture,
     chain, demo, matrix); each decides what a missing one means.
     """
-    beside = Path(sys.executable).parent / "mitmdump"
-    return str(beside) if beside.exists() else shutil.which("mitmdump")
+    beside = Path(sys.executable).parent / tool
+    return str(beside) if beside.exists() else shutil.which(tool)
+
+
+def find_mitmdump() -> str | None:
+    return find_mitmproxy_tool("mitmdump")
 
 
 def packaged_script(filename: str) -> str:
@@ -96,8 +100,9 @@ def entry_script(name: str) -> str:
     return str(checkout) if checkout.exists() else packaged_script(f"{name}_script.py")
 
 
-def mitmdump_command(script: str, args: list[str]) -> list[str]:
-    return [find_mitmdump() or "mitmdump", "-s", script, *args]
+def mitmdump_command(script: str, args: list[str], tool: str = "mitmdump") -> list[str]:
+    """``tool`` (mitmdump, or mitmweb: the same command line) with the ``-s`` script and ``args``."""
+    return [find_mitmproxy_tool(tool) or tool, "-s", script, *args]
 
 
 @dataclass
@@ -125,11 +130,18 @@ class Mitmdump:
         stop_process(self.proc)
 
     def wait_ready(self, what: str = "mitmdump") -> None:
-        """Wait until it listens; if it dies or hangs instead, stop it and raise with its log's tail."""
+        """Wait until it listens; if it dies or hangs instead, stop it and raise with its log's tail.
+
+        Interrupted meanwhile (Ctrl-C: the process runs in its own session and never sees it), it is
+        stopped too before the interrupt goes on: nobody else holds it yet.
+        """
         try:
             wait_for_port(self.port, self.proc)
         except (RuntimeError, TimeoutError):
             self.give_up(f"{what} did not start")
+        except BaseException:
+            self.stop()
+            raise
 
     def give_up(self, why: str) -> NoReturn:
         """Stop it and raise ``RuntimeError(why)`` with its log's tail: what a start-up failure shows."""

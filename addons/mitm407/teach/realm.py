@@ -108,8 +108,12 @@ class Realm:
             start_new_session=True,  # a Ctrl-C in the terminal reaches us; we stop the KDC ourselves
         )
         log.close()
-        self.wait_listening()
-        self.write_env_file()
+        try:
+            self.wait_listening()
+            self.write_env_file()
+        except BaseException:  # Ctrl-C (the KDC is in its own session: it never sees it) or an error
+            self.stop()
+            raise
         return self
 
     def clear(self) -> None:

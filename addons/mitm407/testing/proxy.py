@@ -211,5 +211,9 @@ def start_proxy(
     endpoint = control_endpoint(options)
     process = start_mitm407(workdir, path, name="mitm407", options=options)
     if endpoint is not None:
-        wait_for_control(process, endpoint)
+        try:
+            wait_for_control(process, endpoint)
+        except BaseException:  # Ctrl-C while waiting: no fixture holds it yet to stop it
+            process.stop()
+            raise
     return Proxy(process, Path(path), hoplog, passwords, endpoint)
