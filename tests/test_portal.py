@@ -189,6 +189,14 @@ def test_missing_fields_are_refused_unchecked(tmp_path):
     assert out.auth.result is Result.MISSING and out.answer.status == 200
 
 
+def test_a_user_name_with_a_colon_is_refused_not_split(tmp_path):
+    """``alice:x`` / ``y`` must not sign in as alice (whose password is ``x:y``), as a Basic token would split it."""
+    gate, _ = make(tmp_path, users="{alice: 'x:y'}")
+    out = sign_in(gate, "y", user="alice:x")
+    assert out.auth.result is Result.MALFORMED and out.answer.status == 200 and "':'" in out.auth.reason
+    assert sign_in(gate, "x:y").auth.result is Result.OK  # the real user and password still sign in
+
+
 def test_lockout_fault_applies_to_the_form(tmp_path):
     gate, _ = make(tmp_path, extra="faults:\n  - lockout: {failures: 2, seconds: 30, status: 403}\n")
     sign_in(gate, "bad1")

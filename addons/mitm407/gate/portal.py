@@ -348,6 +348,9 @@ class Portal:
             auth = AuthResult(Result.MISSING if not user or not form.password else Result.MALFORMED,
                               "the form needs a user name and a password (at most 1024 characters each)", SCHEME)
             return LoginOutcome(auth, self.again(hop, next_url, user, auth.reason, 200))
+        if ":" in user:  # a Basic token cannot carry it: refused, never checked as another user (as SOCKS5 does)
+            auth = AuthResult(Result.MALFORMED, "a user name cannot contain ':'", SCHEME)
+            return LoginOutcome(auth, self.again(hop, next_url, user, auth.reason, 200))
         token = base64.b64encode(f"{user}:{form.password}".encode()).decode()  # a Basic token: never logged
         if defer_slow and self.checker.slow_check_pending(token):
             return LoginOutcome(slow_check=SlowCheck(self.checker, token))
