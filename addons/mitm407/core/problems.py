@@ -11,6 +11,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mitm407.wire.terminal import escape_controls
+
 MAX_REPORTED = 100  # problems listed one by one; the rest are counted
 
 
@@ -28,14 +30,7 @@ class Problem:
         """One line, printable: a message quoting the file (a key, a YAML error) may hold
         newlines or terminal escapes; each such character is shown escaped."""
         text = f"{self.file}:{self.line}:{self.col}: {self.message}"
-        return printable(f"{text} ({self.hint})" if self.hint else text)
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (newline, ESC, NUL, U+2028...) backslash-escaped."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+        return escape_controls(f"{text} ({self.hint})" if self.hint else text)
 
 
 class ScenarioError(ValueError):

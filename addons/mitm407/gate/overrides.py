@@ -21,10 +21,6 @@ class Overrides:
         self.expired: set[str] = set()  # challenged once more, on their next accepted request
         self.locked: set[str] = set()  # refused until unlocked
 
-    @property
-    def active(self) -> bool:
-        return bool(self.expired or self.locked)
-
     def expire_all(self) -> list[str]:
         """Every user accepted so far is challenged on its next request; returns them (names, sorted)."""
         expired = sorted(self.accepted)

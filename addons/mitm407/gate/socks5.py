@@ -87,9 +87,7 @@ class Socks5Gate:
         if ":" in username:  # a Basic token cannot carry it: refused, never parsed as another user
             return refused(f"SOCKS5 username '{shown}' contains ':'", shown)
         token = base64.b64encode(f"{username}:{password}".encode("utf-8", "surrogateescape")).decode("ascii")
-        users = self.gate.faults.rotated_users()  # fault 'rotate', before authentication
-        if users is not None:
-            self.gate.authorizer.users.replace_users(users)
+        self.gate.rotate_users()  # fault 'rotate', before authentication
         if defer_slow and self.basic.slow_check_pending(token):
             return Socks5Decision(False, None, slow_check=SlowCheck(self.basic, token))
         facts = handshake_facts(client_ip, connection_id)
