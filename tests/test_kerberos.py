@@ -87,6 +87,18 @@ def test_missing_keytab_is_named_with_its_place(tmp_path):
     ]
 
 
+def test_a_keytab_that_is_a_fifo_is_refused_at_once(tmp_path):
+    """Read like every file a scenario names: a FIFO would block ``check``, start-up or a reload for good."""
+    import os
+
+    pytest.importorskip("gssapi")
+    os.mkfifo(tmp_path / "pipe.keytab")
+    path = write(tmp_path, scenario_text("kerberos:\n  keytab: pipe.keytab\n"))
+    assert problems(path) == [
+        f"{path}:6:13: cannot read keytab {tmp_path / 'pipe.keytab'}: a FIFO (named pipe), not a regular file"
+    ]
+
+
 def test_keytab_is_relative_to_the_scenario_file(tmp_path):
     pytest.importorskip("gssapi")
     (tmp_path / "proxy.keytab").write_bytes(SHIPPED_KEYTAB.read_bytes())

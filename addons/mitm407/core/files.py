@@ -58,7 +58,16 @@ def size_text(size: int) -> str:
 
 
 def read_regular_file(path: str | os.PathLike[str], limit: int) -> str:
-    """The UTF-8 text of a regular file of at most ``limit`` bytes; raises ``UnreadableFile``.
+    """The UTF-8 text of a regular file of at most ``limit`` bytes; raises ``UnreadableFile``."""
+    data = read_regular_bytes(path, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnreadableFile(f"not UTF-8 text (byte {e.start + 1})") from None
+
+
+def read_regular_bytes(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; raises ``UnreadableFile``.
 
     ``O_NONBLOCK`` makes opening a FIFO return at once (then refused by
     ``fstat``); ``O_NOCTTY`` keeps a terminal from becoming ours. The read
@@ -96,8 +105,4 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> str:
             total += len(chunk)
     if total > limit:
         raise UnreadableFile(f"larger than the limit of {size_text(limit)}")
-    data = b"".join(chunks)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UnreadableFile(f"not UTF-8 text (byte {e.start + 1})") from None
+    return b"".join(chunks)

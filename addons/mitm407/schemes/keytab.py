@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from mitm407.core.files import UnreadableFile, read_regular_bytes
+
 MAX_KEYTAB = 1024 * 1024  # a keytab with thousands of keys is still far below this
 
 
@@ -20,11 +22,17 @@ class KeytabError(ValueError):
 
 
 def keytab_principals(path: Path) -> tuple[str, ...]:
-    """Every ``primary/instance@REALM`` with a key in the keytab, in file order, without repeats."""
-    with path.open("rb") as f:
-        data = f.read(MAX_KEYTAB + 1)
-    if len(data) > MAX_KEYTAB:
-        raise KeytabError(f"larger than {MAX_KEYTAB} bytes")
+    """Every ``primary/instance@REALM`` with a key in the keytab, in file order, without repeats.
+
+    Read like every file a scenario names (``core/files.py``): a FIFO or a device is refused at
+    once instead of blocking ``check``, start-up or a reload for good.
+    """
+    if not path.exists():
+        raise FileNotFoundError(str(path))
+    try:
+        data = read_regular_bytes(path, MAX_KEYTAB)
+    except UnreadableFile as e:
+        raise KeytabError(e.reason) from None
     return parse_keytab(data)
 
 
