@@ -1,7 +1,8 @@
 # mitm407 as a CI service: an authenticating forward proxy configured by MITM407_* variables.
 #   docker build -t mitm407 .
 #   docker run --rm -p 8080:8080 -p 8081:8081 -e MITM407_SCENARIO=expired-credentials \
-#              -e MITM407_CONTROL_PORT=8081 mitm407
+#              -e MITM407_CONTROL_PORT=8081 -e MITM407_CONTROL_TOKEN=ci-only-token mitm407
+# (the control API listens on the container's address, so it requires a token)
 # Settings: `mitm407 container --help` (docs/ci.md). The CA is /ca/mitmproxy-ca-cert.pem, also served
 # by the control API at GET /ca.pem. Hop log: JSON lines on stdout.
 FROM python:3.12-slim
