@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         print(e, file=sys.stderr)
         return 1
-    users = {name: user.secret.cleartext for name, user in scenario.users.items() if user.secret.cleartext is not None}
+    users = scenario.cleartext_passwords()
     if not users:
         print(f"{path}: no user with a cleartext password: Kerberos principals need one", file=sys.stderr)
         return 1

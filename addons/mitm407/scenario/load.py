@@ -78,6 +78,10 @@ class Scenario:
     response: ResponseShapes | None = None  # exact shape of refusals (``response:``, see shape.py)
     pac: PacConfig = field(default_factory=PacConfig)  # the PAC file this proxy serves (``pac:``, scenario/pac.py)
     portal: PortalConfig | None = None  # a login portal (``portal:``, scenario/portal.py); None: none
+
+    def cleartext_passwords(self) -> dict[str, str]:
+        """User -> password of every user given one in clear (not a hash): what a client or a KDC can use."""
+        return {name: user.secret.cleartext for name, user in self.users.items() if user.secret.cleartext is not None}
     socks5: Socks5Config = field(default_factory=Socks5Config)  # SOCKS5 authentication (``socks5:``)
 
 

@@ -44,8 +44,7 @@ def scenario_file(scenario: str | Path | Mapping[str, Any], dict_path: Path) -> 
 
 def cleartext_passwords(path: Path) -> dict[str, str]:
     """The scenario's cleartext users, for ``url_for``; a broken scenario raises here with file:line:col."""
-    loaded = load_scenario(path)
-    return {name: user.secret.value for name, user in loaded.users.items() if user.secret.kind == "cleartext"}
+    return load_scenario(path).cleartext_passwords()
 
 
 def control_endpoint(options: Mapping[str, str]) -> ControlEndpoint | None:

@@ -217,9 +217,7 @@ def start_realm(
         return None
     users = {}
     for case in cases:
-        for name, user in proxies[case.scenario][1].users.items():
-            if user.secret.cleartext is not None:
-                users[name] = user.secret.cleartext
+        users.update(proxies[case.scenario][1].cleartext_passwords())
     realm = Realm(work / "realm", users)
     try:
         realm.start()
