@@ -133,6 +133,18 @@ def test_control_api_errors_raise_with_the_api_message(mitm407_proxy):
 
 
 @pytest.mark.e2e
+def test_a_control_token_reaches_the_proxy_by_environment_not_command_line(mitm407_proxy):
+    token = register_secret("control token", "plugin-token-5b1e")
+    proxy = mitm407_proxy("default", options={"control_token": token}, control=True)
+    assert proxy.status()["scenario"]["name"] == "default"  # the client sends it, the proxy wants it
+    with open(f"/proc/{proxy.process.proc.pid}/cmdline", "rb") as f:
+        assert token.encode() not in f.read()  # other local users see command lines (ps)
+    bare = testing_proxy.ControlEndpoint(proxy.control.port, proxy.control.host)  # without the token
+    with pytest.raises(ControlAPIError, match="401"):
+        testing_proxy.controlclient.call(bare, "status")
+
+
+@pytest.mark.e2e
 def test_without_control_the_methods_say_how_to_turn_it_on(mitm407_proxy):
     proxy = mitm407_proxy("default")
     with pytest.raises(RuntimeError, match=r"control=True"):

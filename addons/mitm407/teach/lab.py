@@ -160,10 +160,12 @@ def start_mitm407(
     wait: bool = True,
     port: int | None = None,
     options: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Mitmdump:
     """mitmdump with the mitm407 addon on 127.0.0.1 (``port``, else a free one), logging to ``workdir``.
 
-    ``options`` are more ``--set KEY=VALUE`` (e.g. a hop log).
+    ``options`` are more ``--set KEY=VALUE`` (e.g. a hop log); ``env``, more environment variables
+    (secrets such as the control token: a command line is visible to every local user).
     """
     port = port or free_port()
     confdir = confdir or workdir / "confdir"
@@ -178,10 +180,11 @@ def start_mitm407(
     for key, value in (options or {}).items():
         args += ["--set", f"{key}={value}"]
     log_path = workdir / f"{name}-{port}.log"
-    env = clean_env({"PYTHONPATH": os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))})
+    python_path = os.pathsep.join(filter(None, [str(ADDONS_DIR), os.environ.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=clean_env({"PYTHONPATH": python_path, **(env or {})}), start_new_session=True,
         )
     dump = Mitmdump(port, proc, log_path, confdir)
     if wait:

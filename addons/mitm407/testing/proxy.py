@@ -208,7 +208,9 @@ def start_proxy(
     if control and control_endpoint(options) is None:
         options["control_port"] = str(free_port())
     endpoint = control_endpoint(options)
-    process = start_mitm407(workdir, path, name="mitm407", options=options)
+    # the token goes in the environment the proxy reads it from, not on its command line (``ps``)
+    token = options.pop("control_token", "")
+    process = start_mitm407(workdir, path, name="mitm407", options=options, env={TOKEN_ENV: token} if token else None)
     if endpoint is not None:
         try:
             wait_for_control(process, endpoint)
