@@ -19,6 +19,7 @@ Trust is given only for what was earned:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from mitm407.gate.authorizer import Action, Authorizer, SlowCheck, Verdict
 from mitm407.gate.overrides import Overrides
 from mitm407.gate.portal import Portal
 from mitm407.scenario.load import Scenario
+from mitm407.schemes.base import SchemeContext
+from mitm407.schemes.basic import BasicScheme
 
 
 class Kind(StrEnum):
@@ -104,7 +107,8 @@ class Gate:
         self.overrides = Overrides()  # the control API's expired and locked users
         # a login portal (``portal:``) around the decision: gate/portal.py
         self.portal = (
-            Portal(scenario.portal, self.authorizer, self.faults, self.rotate_users, self.overrides.apply, clock)
+            Portal(scenario.portal, self.authorizer, self.faults, self.rotate_users, self.overrides.apply, clock,
+                   checker=self.password_checker)
             if scenario.portal
             else None
         )
@@ -113,6 +117,20 @@ class Gate:
         self.needs_target = (
             scenario.response is not None or self.portal is not None or any(s.name == "digest" for s in self.schemes)
         )
+
+    @functools.cached_property
+    def password_checker(self) -> BasicScheme:
+        """The Basic scheme's check on this load's users, for passwords that come without a Basic header.
+
+        The login portal's form and SOCKS5's username/password both use it: one check, one cache
+        per scenario load, on the directory a rotation updates. With a portal it is built with the gate
+        (in a reload's worker thread); otherwise at the first SOCKS5 handshake.
+        """
+        scenario = self.scenario
+        return BasicScheme(SchemeContext(
+            realm=scenario.realm, users=self.authorizer.users, cache_ttl=scenario.cache.ttl,
+            cache_size=scenario.cache.max_entries, clock=self.faults.clock,
+        ))
 
     # what the addon asks to wire its hooks
     @property

@@ -14,8 +14,9 @@ How it works, as Zscaler, Blue Coat (``authenticate.mode form-ip-redirect``,
   "virtual URL" ``www.cfauth.com``). The redirect carries the login page in its
   body, which is what a non-browser client reads instead of its data.
 - The form posts ``username`` and ``password``; they are checked like Basic
-  credentials (the same verification, cache and off-loop bcrypt; faults and
-  the rules of the original URL apply). Success trusts the client IP, or a
+  credentials (the same verification and off-loop bcrypt, one cache shared with
+  SOCKS5: ``Gate.password_checker``; faults and the rules of the original URL apply;
+  a user name with ``:`` is refused). Success trusts the client IP, or a
   cookie, for ``ttl`` seconds, and redirects back to ``next``.
 - ``next`` is the URL of the request that was redirected, signed with a key
   of this process (HMAC): the form never redirects to a URL a third party
@@ -52,14 +53,12 @@ from mitm407.core.answers import Answer
 from mitm407.core.facts import RequestFacts
 from mitm407.core.results import AuthResult, Result
 from mitm407.core.rules import Outcome as RuleOutcome
-from mitm407.core.users import UserDirectory
 from mitm407.core.verdict import Action, Verdict
 from mitm407.faults.base import Fired
 from mitm407.faults.engine import FaultEngine
 from mitm407.gate.authorizer import Authorizer, SlowCheck
 from mitm407.gate.portal_page import done_page, login_page
 from mitm407.scenario.portal import BY_COOKIE, BY_IP, PortalConfig
-from mitm407.schemes.base import SchemeContext
 from mitm407.schemes.basic import BasicScheme
 from mitm407.wire.terminal import printable
 
@@ -236,6 +235,8 @@ class Portal:
         overrides: Callable[[Verdict], Verdict] = lambda verdict: verdict,
         clock: Callable[[], float] = time.monotonic,
         key: bytes | None = None,
+        *,
+        checker: BasicScheme,
     ) -> None:
         self.config = config
         self.authorizer = authorizer
@@ -249,13 +250,7 @@ class Portal:
         self._key = key or os.urandom(32)
         self.signed_in = Sessions(clock)  # client IPs or cookie tokens
         self.handoffs = Sessions(clock)  # one-time codes -> cookie token (by cookie)
-        scenario = authorizer.scenario
-        # The Basic scheme's check and cache, on the same users (a rotation reaches it too).
-        users: UserDirectory = authorizer.users
-        self.checker = BasicScheme(SchemeContext(
-            realm=scenario.realm, users=users, options=None, cache_ttl=scenario.cache.ttl,
-            cache_size=scenario.cache.max_entries, clock=clock,
-        ))
+        self.checker = checker  # the gate's password check (Gate.password_checker), shared with SOCKS5
 
     # -- who is signed in ------------------------------------------------------------------
     def trust(self, facts: RequestFacts, token: str) -> AuthResult | None:

@@ -29,8 +29,6 @@ from mitm407.core.verdict import Action, Verdict
 from mitm407.faults.engine import Fired
 from mitm407.gate.authorizer import SlowCheck
 from mitm407.gate.gate import Gate
-from mitm407.schemes.base import SchemeContext
-from mitm407.schemes.basic import BasicScheme
 from mitm407.wire.terminal import printable
 
 SCHEME = "socks5"
@@ -68,16 +66,7 @@ class Socks5Gate:
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
-        scenario = gate.scenario
-        self.basic = BasicScheme(
-            SchemeContext(
-                realm=scenario.realm,
-                users=gate.authorizer.users,  # the gate's directory: a rotation reaches this check too
-                cache_ttl=scenario.cache.ttl,
-                cache_size=scenario.cache.max_entries,
-                clock=gate.faults.clock,
-            )
-        )
+        self.basic = gate.password_checker  # the gate's password check, shared with the login portal
 
     def decide(
         self, username: str, password: str, client_ip: str, connection_id: str, defer_slow: bool = True
