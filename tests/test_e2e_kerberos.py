@@ -22,7 +22,7 @@ import pytest
 
 from hoplogcheck import read_hop_log, wait_for_record
 from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
-from procs import REPO, curl, mitm407_cli, read_response, register_secret, run
+from procs import REPO, curl, mitm407_cli, read_response, register_secret, run, stop_process
 
 pytestmark = pytest.mark.e2e
 DEMO_PW = register_secret("alice", "wonderland")  # scenarios/negotiate-kerberos.yaml
@@ -258,7 +258,10 @@ def test_kdc_command_serves_the_shipped_scenario_and_stops_on_ctrl_c(mitmdump_fa
         kdc_pid = int((directory / "kdc.pid").read_text())
     finally:
         kdc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
-        code = kdc.wait(timeout=20)
+        try:
+            code = kdc.wait(timeout=20)
+        finally:
+            stop_process(kdc)  # SIGINT then SIGKILL to its group if it is still there (a no-op once it exited)
     assert code == 0
     assert out.read_text().rstrip().endswith("mitm407 kdc: KDC stopped")
     assert not Path(f"/proc/{kdc_pid}").exists() or "zombie" in Path(f"/proc/{kdc_pid}/status").read_text()
