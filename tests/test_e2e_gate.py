@@ -23,7 +23,7 @@ from procs import MITMDUMP, basic, free_port, read_response, register_secret, ru
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = register_secret("gate", "gate-pw-7d1e")  # tests/test_zz_secrets.py greps every log for it
+PASSWORD = register_secret("gate", "gate-pw-7d1e")  # tests/secretscan.py greps every log for it
 REALM = "gate-realm"
 
 

@@ -19,7 +19,7 @@ from procs import REPO, basic, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = register_secret("gate", "gate-fault-pw-40c9")  # tests/test_zz_secrets.py greps every log for it
+PASSWORD = register_secret("gate", "gate-fault-pw-40c9")  # tests/secretscan.py greps every log for it
 TARGETS = ["basic.parse", "basic.verify", "digest.parse", "digest.verify", "ntlm.parse", "ntlm.verify"]
 
 
