@@ -20,6 +20,8 @@ from typing import Any
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
+from procs import stop_process
+
 
 class Page:
     """One page target over its DevTools websocket."""
@@ -93,11 +95,18 @@ def start_chromium(chromium: str, profile: Path, *args: str, timeout: float = 30
          f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=900,700", *args, "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    active = profile / "DevToolsActivePort"
+    try:
+        return proc, first_page(proc, profile / "DevToolsActivePort", timeout)
+    except BaseException:  # whatever failed after the start: no Chromium is left running
+        stop(proc)
+        raise
+
+
+def first_page(proc: subprocess.Popen, active: Path, timeout: float) -> Page:
+    """The first page of a starting Chromium, once it has written its DevTools port to ``active``."""
     deadline = time.monotonic() + timeout
     while not (active.exists() and len(active.read_text().splitlines()) >= 2):
         if time.monotonic() > deadline or proc.poll() is not None:
-            stop(proc)
             raise RuntimeError("Chromium did not open its DevTools port")
         time.sleep(0.1)
     port = int(active.read_text().splitlines()[0])
@@ -105,13 +114,9 @@ def start_chromium(chromium: str, profile: Path, *args: str, timeout: float = 30
         targets = json.load(r)
     page = next(t for t in targets if t.get("type") == "page")
     path = page["webSocketDebuggerUrl"].split(str(port), 1)[1]
-    return proc, Page(port, path)
+    return Page(port, path)
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    """SIGINT then SIGKILL to Chromium's whole process group (its renderers and helpers too)."""
+    stop_process(proc)

@@ -12,7 +12,7 @@ import pytest
 
 from procs import SECRETS, register_secret
 
-ALICE_PW = register_secret("alice", "Wonder land:42")  # tests/test_zz_secrets.py greps every log for them
+ALICE_PW = register_secret("alice", "Wonder land:42")  # tests/secretscan.py greps every log for them
 OTHER_SERVICE_PW = register_secret("HTTP/other", "other-service-key")
 SPNEGO_OID = "1.3.6.1.5.5.2"
 
@@ -56,5 +56,5 @@ def client_token(service: str = "HTTP@localhost", spnego: bool = True, mutual: b
         name=gssapi.Name(service, gssapi.NameType.hostbased_service), mech=mech, usage="initiate", flags=flags
     )
     token = base64.b64encode(context.step()).decode()
-    SECRETS.add(token[-40:])  # never in a log: the secrets test greps for its tail
+    SECRETS.add(token[-40:])  # never in a log: tests/secretscan.py greps for its tail
     return token, context

@@ -266,3 +266,8 @@ def raw_exchange(port: int, requests_: list[bytes], timeout: float = 10.0) -> li
             s.sendall(request)
             out.append(read_response(f))
     return out
+
+
+def exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    """One raw request on a fresh connection; the raw response (b"" if the proxy closed it)."""
+    return raw_exchange(port, [request], timeout)[0]

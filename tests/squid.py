@@ -5,7 +5,7 @@ Basic authentication through ``basic_ncsa_auth`` on an htpasswd file of
 port. Squid drops privileges to user ``proxy``, so its folder is world-writable.
 Squid runs in its own world-writable temp folder (user ``proxy`` cannot enter
 pytest's 0700 folders); ``stop()`` copies its logs to the suite's log folder,
-where the secrets test greps them, and removes the temp folder.
+where the session-finish secret scan (tests/secretscan.py) greps them, and removes the temp folder.
 Stopped like every test process: SIGINT to its process group, then SIGKILL.
 """
 

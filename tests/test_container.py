@@ -29,7 +29,11 @@ def start_entrypoint(tmp_path, **env):
         start_new_session=True,
     )
     out.close()
-    wait_for_port(port, proc)
+    try:
+        wait_for_port(port, proc)
+    except BaseException:  # it died or never listened: nothing is left running
+        stop_process(proc)
+        raise
     return proc, port
 
 
@@ -53,7 +57,8 @@ def test_entrypoint_refuses_a_broken_scenario_with_file_line_col(tmp_path):
     bad.write_text("version: 1\nname: bad\nusers: {a: b}\nschemes: [basic]\nrealm: [x\n")
     result = subprocess.run(
         [sys.executable, "-m", "mitm407", "container"], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO / "addons"), "MITM407_SCENARIO": str(bad)},
+        env={**os.environ, "PYTHONPATH": str(REPO / "addons"), "MITM407_SCENARIO": str(bad),
+             "MITM407_PORT": str(free_port()), "MITM407_LISTEN_HOST": "127.0.0.1"},
     )
     assert result.returncode == 1 and f"{bad}:" in result.stderr and "Traceback" not in result.stderr
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from procs import REPO, curl, free_port, mitm407_cli
+from procs import REPO, curl, free_port, mitm407_cli, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +32,7 @@ def ports_of(transcript: str) -> list[int]:
 
 
 PAD = " " * 28  # the transcript's right column
+DEMO_GRACE = 30.0  # seconds for the demo to stop its hops after SIGINT, before SIGKILL
 
 
 def hop_lines(step: list[str]) -> list[str]:
@@ -134,16 +135,19 @@ def assert_handout(handout: Path, out: str) -> None:
 
 @contextlib.contextmanager
 def demo_process(*args: str, stdin: int = subprocess.DEVNULL) -> Iterator[subprocess.Popen]:
-    """``mitm407 demo 401-vs-407 ARGS`` with piped output; killed on the way out if still running."""
+    """``mitm407 demo 401-vs-407 ARGS`` with piped output; stopped on the way out if still running.
+
+    SIGINT first, so the demo's handler stops the mitmdump hops it started in their own sessions
+    (a SIGKILL would leave them running); SIGKILL only if it has not exited in time.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
     proc = subprocess.Popen([sys.executable, "-m", "mitm407", "demo", "401-vs-407", *args], stdin=stdin,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=DEMO_GRACE)
 
 
 def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
@@ -189,7 +193,7 @@ def test_colour_only_on_a_terminal_without_no_color(no_color: str | None, ansi: 
         env["NO_COLOR"] = no_color
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "mitm407", "demo", "401-vs-407"], stdin=subprocess.DEVNULL,
-                            stdout=follower, stderr=subprocess.PIPE, env=env)
+                            stdout=follower, stderr=subprocess.PIPE, env=env, start_new_session=True)
     os.close(follower)
     out = b""
     try:
@@ -204,9 +208,7 @@ def test_colour_only_on_a_terminal_without_no_color(no_color: str | None, ansi: 
         assert proc.wait(timeout=60) == 0
     finally:
         os.close(leader)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=DEMO_GRACE)
     text = out.decode()
     assert ("\x1b[1;33mHTTP/1.1 407 Proxy Authentication Required\x1b[0m" in text) is ansi
     assert ("\x1b[" in text) is ansi

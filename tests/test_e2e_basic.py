@@ -20,7 +20,7 @@ ALICE_PW = "s3cret:with:colons"
 UTF8_USER, UTF8_PW = "jürgen", "pässwörd€"
 BOB_PW = "bob-from-env-4711"
 for _user, _password in (("alice", ALICE_PW), (UTF8_USER, UTF8_PW), ("bob", BOB_PW), ("bob", "hunter2")):
-    register_secret(_user, _password)  # tests/test_zz_secrets.py greps every log for them
+    register_secret(_user, _password)  # tests/secretscan.py greps every log for them
 
 SCENARIO = textwrap.dedent(
     f"""\

@@ -19,11 +19,11 @@ import pytest
 
 from digestclient import params_of
 from ntlmclient import RawClient, b64, client, token_in
-from procs import MITMDUMP, basic, free_port, read_response, register_secret, run
+from procs import MITMDUMP, basic, exchange, free_port, read_response, register_secret, run
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = register_secret("gate", "gate-pw-7d1e")  # tests/test_zz_secrets.py greps every log for it
+PASSWORD = register_secret("gate", "gate-pw-7d1e")  # tests/secretscan.py greps every log for it
 REALM = "gate-realm"
 
 
@@ -32,13 +32,6 @@ def scenario(directory: Path, name: str, body: str) -> str:
     path.write_text(f"version: 1\nname: {name}\nrealm: {REALM}\nusers: {{gate: \"{PASSWORD}\"}}\n{body}",
                     encoding="utf-8")
     return str(path)
-
-
-def exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
-    """One raw request on a fresh connection; the raw response (b"" if the proxy closed it)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        return read_response(s.makefile("rb"))
 
 
 def status(raw: bytes) -> int:

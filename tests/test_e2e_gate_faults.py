@@ -9,17 +9,16 @@ tunnel, ``auth.result: "error"`` in the hop log, and the proxy still serving.
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
 from hoplogcheck import read_hop_log
 from ntlmclient import b64, client
-from procs import REPO, basic, read_response, register_secret
+from procs import REPO, basic, exchange, register_secret
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = register_secret("gate", "gate-fault-pw-40c9")  # tests/test_zz_secrets.py greps every log for it
+PASSWORD = register_secret("gate", "gate-fault-pw-40c9")  # tests/secretscan.py greps every log for it
 TARGETS = ["basic.parse", "basic.verify", "digest.parse", "digest.verify", "ntlm.parse", "ntlm.verify"]
 
 
@@ -46,12 +45,6 @@ def credentials(target: str, uri: str) -> str:
     if scheme == "digest":
         return f'Digest username="gate", realm="mitm407", nonce="n", uri="{uri}", response="0"'
     return f"NTLM {b64(client('gate', PASSWORD).step())}"
-
-
-def exchange(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        return read_response(s.makefile("rb"))
 
 
 def request(origin, over: str, authorization: str | None) -> bytes:

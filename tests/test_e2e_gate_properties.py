@@ -20,7 +20,7 @@ from procs import basic, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = register_secret("gate", "gate-prop-pw-91aa")  # tests/test_zz_secrets.py greps every log for it
+PASSWORD = register_secret("gate", "gate-prop-pw-91aa")  # tests/secretscan.py greps every log for it
 EXAMPLES = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 # Header bytes a client can send on one line: anything but CR and LF (those would end the header).
 LINE = st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

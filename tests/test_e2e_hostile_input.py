@@ -6,7 +6,6 @@ Issue 14, "The other hostile input found": each test failed on the code before i
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import socket
 import threading
@@ -17,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from mitm407 import entry
-from procs import PROXYAUTH, REPO, curl, mitm407_cli, register_secret
+from procs import curl, mitm407_cli, register_secret
 from test_e2e_capture import finish_capture, start_capture
 
 pytestmark = pytest.mark.e2e
@@ -154,22 +152,7 @@ def test_a_pathological_path_regex_cannot_freeze_the_proxy(mitmdump_factory, ori
 
 
 # -- endless request heads -----------------------------------------------------------------------------
-
-LIMITS_SCRIPT = "from mitm407.proxy.limits import Limits\n\naddons = [Limits()]\n"
-
-
-@pytest.fixture
-def limited(mitmdump_factory, tmp_path):
-    """mitmdump with the limits addon (the coordinator adds it to entry.all_addons) and proxyauth."""
-    script = tmp_path / "limits_entry.py"
-    script.write_text(LIMITS_SCRIPT, encoding="utf-8")
-    # until entry.all_addons() registers Limits, this test loads it from its own script
-    scripts = (PROXYAUTH,) if "Limits" in inspect.getsource(entry.all_addons) else (str(script), PROXYAUTH)
-
-    def start(**options: str):
-        return mitmdump_factory(scripts=scripts, options=options, env={"PYTHONPATH": str(REPO / "addons")})
-
-    return start
+# (addons/proxyauth.py loads the limits addon: entry.all_addons() registers Limits first)
 
 
 def stream_header_lines(port: int, budget: int) -> tuple[bytes, int]:
@@ -192,8 +175,8 @@ def stream_header_lines(port: int, budget: int) -> tuple[bytes, int]:
     return answer, sent
 
 
-def test_an_endless_request_head_is_cut_at_the_limit(limited, origin):
-    dump = limited(request_head_limit="16384")
+def test_an_endless_request_head_is_cut_at_the_limit(mitmdump_factory, origin):
+    dump = mitmdump_factory(options={"request_head_limit": "16384"})
     answer, sent = stream_header_lines(dump.port, budget=64 * 1024 * 1024)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert sent < 64 * 1024 * 1024  # the proxy stopped reading long before the budget
@@ -201,8 +184,8 @@ def test_an_endless_request_head_is_cut_at_the_limit(limited, origin):
     assert curl("-x", dump.url, origin.url("/next")).stdout.endswith("407")  # still serving
 
 
-def test_heads_under_the_limit_pass(limited, origin):
-    dump = limited(request_head_limit="16384")
+def test_heads_under_the_limit_pass(mitmdump_factory, origin):
+    dump = mitmdump_factory(options={"request_head_limit": "16384"})
     big = "x" * 12000  # a long cookie, as real browsers send
     assert curl("-x", dump.url, "-H", f"Cookie: c={big}", origin.url("/")).stdout.endswith("407")
 
@@ -224,8 +207,8 @@ def asked(port: int) -> tuple[socket.socket, bytes]:
         return sock, b""
 
 
-def test_a_client_over_its_connection_limit_is_closed_at_once(limited, origin):
-    dump = limited(client_connection_limit="2")
+def test_a_client_over_its_connection_limit_is_closed_at_once(mitmdump_factory, origin):
+    dump = mitmdump_factory(options={"client_connection_limit": "2"})
     first, answer = asked(dump.port)
     assert answer.startswith(b"HTTP/1.1 407")  # kept open (keep-alive)
     # the readiness probe's connection is gone: only ``first`` is open

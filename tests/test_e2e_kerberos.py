@@ -12,7 +12,6 @@ import base64
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from hoplogcheck import read_hop_log, wait_for_record
 from kerberosrealm import ALICE_PW, client_token, need_kerberos, running_realm
-from procs import REPO, curl, mitm407_cli, read_response, register_secret, run
+from procs import REPO, curl, exchange, mitm407_cli, register_secret, run, stop_process
 
 pytestmark = pytest.mark.e2e
 DEMO_PW = register_secret("alice", "wonderland")  # scenarios/negotiate-kerberos.yaml
@@ -177,9 +176,7 @@ def test_git_with_proxy_auth_method_negotiate(realm, proxy, origin):
 def raw_get(port: int, url: str, token: str | None) -> tuple[int, dict[str, str]]:
     """One GET through the proxy on a new connection: (status, lower-case headers)."""
     header = f"Proxy-Authorization: Negotiate {token}\r\n" if token else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
-        raw = read_response(s.makefile("rb"))
+    raw = exchange(port, f"GET {url} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
     head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
     return int(head[0].split()[1]), headers
@@ -258,7 +255,10 @@ def test_kdc_command_serves_the_shipped_scenario_and_stops_on_ctrl_c(mitmdump_fa
         kdc_pid = int((directory / "kdc.pid").read_text())
     finally:
         kdc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
-        code = kdc.wait(timeout=20)
+        try:
+            code = kdc.wait(timeout=20)
+        finally:
+            stop_process(kdc)  # SIGINT then SIGKILL to its group if it is still there (a no-op once it exited)
     assert code == 0
     assert out.read_text().rstrip().endswith("mitm407 kdc: KDC stopped")
     assert not Path(f"/proc/{kdc_pid}").exists() or "zombie" in Path(f"/proc/{kdc_pid}/status").read_text()

@@ -13,7 +13,7 @@ from procs import curl, read_response, register_secret
 
 pytestmark = pytest.mark.e2e
 
-ALICE_PW = register_secret("alice", "s3cret:with:colons")  # tests/test_zz_secrets.py greps every log for them
+ALICE_PW = register_secret("alice", "s3cret:with:colons")  # tests/secretscan.py greps every log for them
 register_secret("bob", "hunter2")
 GSS_NTLMSSP = Path("/usr/lib/x86_64-linux-gnu/gssntlmssp/gssntlmssp.so")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,12 @@ def start(factory, path: Path, **options: str):
 def status(dump, password: str, url: str) -> int:
     result = curl("-x", dump.proxy_url("carol", password), url)
     return int(result.stdout.rsplit("\n", 1)[-1])
+
+
+def start_once(path: Path, confdir: Path, **kwargs) -> subprocess.CompletedProcess:
+    """mitmdump on ``path`` that is expected to refuse to start: its exit, with the output."""
+    return run([MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "-s", PROXYAUTH, "--set", f"scenario={path}",
+                "--set", f"confdir={confdir}"], **kwargs)
 
 
 def count(log: str, text: str) -> int:
@@ -73,19 +80,19 @@ def test_deep_file_over_a_live_scenario_keeps_serving_and_a_later_edit_loads(mit
 def test_half_written_scenario_is_never_loaded(mitmdump_factory, tmp_path, origin, half, rest):
     """An editor saving in place: the half is neither rejected nor served; the whole loads once.
 
-    The half stays 1.5 s: longer than the poll interval (1 s), so a watcher that loads
-    whatever it sees loads it; shorter than the settle time (3 s), so this one waits.
+    No pause between the halves: whether a poll sees the half is timing, so this test only
+    asserts what holds either way (one load, of the whole file). The settle window itself
+    (a half seen by a poll is not loaded) is tested with a fake clock in tests/test_reload.py.
     """
     path = tmp_path / "live.yaml"
     path.write_text(scenario(FIRST))
     dump = start(mitmdump_factory, path, scenario_settle="3")
     url = origin.url("/half")
     assert status(dump, FIRST, url) == 200
-    with open(path, "r+", encoding="utf-8") as f:  # in place: truncate, write half, pause, write the rest
+    with open(path, "r+", encoding="utf-8") as f:  # in place: truncate, write half, write the rest
         f.truncate(0)
         f.write(half)
         f.flush()
-        time.sleep(1.5)
         f.write(rest)
     log = dump.wait_for_log("reloaded scenario")
     assert count(log, "reloaded scenario") == 1 and "rejected" not in log and "could not be loaded" not in log
@@ -107,7 +114,7 @@ def test_fifo_secret_is_refused_by_check_and_at_start_up(tmp_path, confdir):
     expected = f"{path}:3:10: cannot read password file {pipe}: a FIFO (named pipe), not a regular file"
     checked = mitm407_cli("check", str(path), timeout=30)
     assert checked.returncode == 1 and checked.stderr.strip() == expected
-    started = run([MITMDUMP, "-p", "0", "-s", PROXYAUTH, "--set", f"scenario={path}", "--set", f"confdir={confdir}"])
+    started = start_once(path, confdir)
     output = started.stdout + started.stderr
     assert started.returncode != 0 and expected in output and "Traceback" not in output
 
@@ -128,7 +135,11 @@ def test_fifo_secret_on_reload_is_rejected_and_the_proxy_keeps_serving(mitmdump_
 
 
 def test_requests_are_answered_while_a_huge_htpasswd_loads(mitmdump_factory, tmp_path, origin):
-    """The load runs in a worker thread: responses keep arriving before the reload completes."""
+    """Every request sent while the reload runs is answered 200, and the reload then completes.
+
+    How many requests fit in the load depends on the machine's speed, so none is counted;
+    that the load runs off the event loop is tested deterministically in tests/test_reload.py.
+    """
     (tmp_path / "users.htpasswd").write_text("dave:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")  # dave: "password"
     path = tmp_path / "live.yaml"
     path.write_text(scenario(FIRST, "htpasswd: users.htpasswd\n"))
@@ -139,15 +150,12 @@ def test_requests_are_answered_while_a_huge_htpasswd_loads(mitmdump_factory, tmp
         f.writelines(f"user{i}:{{SHA}}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n" for i in range(500_000))
     os.replace(big, tmp_path / "users.htpasswd")
     dump.wait_for_log("loading")
-    answered_before_reload = 0
     deadline = time.monotonic() + 180
-    while "reloaded scenario" not in dump.log:
+    while True:  # at least one request after the load started, then until it has completed
+        assert status(dump, FIRST, url) == 200
+        if "reloaded scenario" in dump.log:
+            break
         assert time.monotonic() < deadline, dump.log[-2000:]
-        code = status(dump, FIRST, url)
-        assert code == 200
-        if "reloaded scenario" not in dump.log:
-            answered_before_reload += 1
-    assert answered_before_reload >= 3, answered_before_reload
     ok = curl("-x", dump.proxy_url("user499999", "password"), url)
     assert ok.stdout.endswith("200")
 
@@ -168,8 +176,7 @@ def test_without_bcrypt_check_fails_and_mitmdump_refuses_to_start(no_bcrypt, con
     assert checked.returncode == 1 and "Traceback" not in checked.stderr
     assert f"{shipped}:" in checked.stderr and "the Python package bcrypt cannot be imported" in checked.stderr
     assert "(pip install bcrypt)" in checked.stderr
-    started = run([MITMDUMP, "-p", "0", "-s", PROXYAUTH, "--set", f"scenario={shipped}", "--set",
-                   f"confdir={confdir}"], env=no_bcrypt)
+    started = start_once(shipped, confdir, env=no_bcrypt)
     output = started.stdout + started.stderr
     assert started.returncode != 0, output
     if MITMPROXY_MAJOR < 12:  # mitmproxy 12 needs bcrypt itself: its own import fails before any addon loads

@@ -14,7 +14,6 @@ import html
 import os
 import re
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import requests
 
 from cdp import start_chromium, stop
 from hoplogcheck import read_hop_log, wait_for_record
-from procs import CHROMIUM, REPO, curl, raw_exchange, register_secret
+from procs import CHROMIUM, REPO, advance_clock, curl, free_port, raw_exchange, register_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -45,10 +44,13 @@ def scenario(tmp: Path, portal: str) -> Path:
 
 
 def start(factory, tmp: Path, portal: str = "{ttl: 600}"):
-    hoplog, flows = tmp / "hops.jsonl", tmp / "flows.mitm"
-    proxy = factory(options={"scenario": str(scenario(tmp, portal)), "hoplog": str(hoplog)},
+    """The proxy with a hop log, a ``-w`` file and the control API (``proxy.control_port``) to move its clock."""
+    hoplog, flows, control_port = tmp / "hops.jsonl", tmp / "flows.mitm", free_port()
+    proxy = factory(options={"scenario": str(scenario(tmp, portal)), "hoplog": str(hoplog),
+                             "control_port": str(control_port)},
                     extra=["-w", str(flows)])
-    proxy.hoplog, proxy.flows = hoplog, flows
+    proxy.wait_for_log("control API on")
+    proxy.hoplog, proxy.flows, proxy.control_port = hoplog, flows, control_port
     return proxy
 
 
@@ -73,7 +75,7 @@ def post_form(proxy, fields: dict[str, str], password: str, *args: str):
 
 
 def test_curl_follows_the_portal_then_passes_by_ip_until_ttl(mitmdump_factory, origin, tmp_path):
-    proxy = start(mitmdump_factory, tmp_path, "{ttl: 3, by: ip}")
+    proxy = start(mitmdump_factory, tmp_path, "{ttl: 600, by: ip}")
     jar = str(tmp_path / "jar")
     url = origin.url("/data?x=1")
     first = curl("-x", proxy.url, "-i", url)  # no -L: the redirect itself
@@ -93,7 +95,9 @@ def test_curl_follows_the_portal_then_passes_by_ip_until_ttl(mitmdump_factory, o
     assert status_of(curl("-x", proxy.url, origin.url("/admin"))) == 403  # rules still apply
     record = wait_for_record(proxy.hoplog, lambda r: r["path"] == "/other")
     assert record["auth"]["scheme"] == "portal" and record["auth"]["user"] == USER
-    time.sleep(3.5)  # the ttl: signed out again
+    advance_clock(proxy.control_port, 599)
+    assert status_of(curl("-x", proxy.url, origin.url("/other"))) == 200  # still inside the ttl
+    advance_clock(proxy.control_port, 2)  # past the ttl: signed out again, nobody sleeps
     assert status_of(curl("-x", proxy.url, origin.url("/other"))) == 302
 
 
@@ -123,7 +127,7 @@ def test_wrong_password_shows_the_form_again_and_signs_nobody_in(mitmdump_factor
     assert status_of(curl("-x", proxy.url, origin.url("/data"))) == 302
     forged = post_form(proxy, {"next": "http://evil.example/", "sig": form_fields(page)["sig"]}, PASSWORD, "-i")
     assert status_of(forged) == 200 and "evil.example" not in forged.stdout  # signed in, but no open redirect
-    time.sleep(0.5)  # flows are written when they end
+    proxy.stop()  # the -w file and the hop log are complete once mitmdump has exited
     written = Path(proxy.flows).read_bytes() + Path(proxy.hoplog).read_bytes()
     assert PASSWORD.encode() not in written and wrong.encode() not in written
     assert b"Portal-pw" not in written
