@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mitm407.testing.proxy import Proxy, start_proxy
+if TYPE_CHECKING:  # the proxy module (scenario loader, YAML) loads with the first proxy, not with pytest
+    from mitm407.testing.proxy import Proxy
 
-PROXIES_KEY = pytest.StashKey[list[Proxy]]()
+PROXIES_KEY = pytest.StashKey["list[Proxy]"]()
 
 
 @pytest.fixture
@@ -42,6 +43,8 @@ def mitm407_proxy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         options: Mapping[str, str] | None = None,
         control: bool = False,
     ) -> Proxy:
+        from mitm407.testing.proxy import start_proxy
+
         proxy = start_proxy(scenario, tmp_path / f"mitm407-{len(started)}", options, control)
         started.append(proxy)
         return proxy
