@@ -185,6 +185,11 @@ class HopLog:
         self.via_field, self.proxy_status_field = _field(b"Via", self.via), _field(b"Proxy-Status", self.proxy_status)
         self.query_values = False
 
+    @property
+    def recording(self) -> bool:
+        """A record is wanted: a log file is open or the control API keeps recent records (one test for every hook)."""
+        return self.out is not None or self.recent is not None
+
     # -- options -----------------------------------------------------------------
     def load(self, loader: Any) -> None:
         add_hop_name_option(loader)
@@ -305,7 +310,7 @@ class HopLog:
         flow.metadata[META_HEADERS] = True
         # What the next hop sent, before ours is added: only attribution reads it, which runs for
         # answers of 400 and above and for the log line (raw values, parsed only then).
-        if not answered_here and (self.out is not None or response.status_code >= 400):
+        if not answered_here and (self.recording or response.status_code >= 400):
             flow.metadata[META_RECEIVED] = _via_and_proxy_status(response.headers)
         if flow.request.method == "CONNECT" and 200 <= response.status_code < 300:
             return  # mitmproxy sends no headers on an established tunnel (Android emulators break)
@@ -420,13 +425,12 @@ class HopLog:
         if flow.metadata.get(META_LOGGED):
             return
         flow.metadata[META_LOGGED] = True
-        keep = self.recent is not None
-        if self.out is None and not keep and flow.response is not None:
+        if not self.recording and flow.response is not None:
             return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
         attribution = self.attribution(flow)
         if flow.response is None:
             self.mark(flow, attribution)
-        if self.out is None and not keep:
+        if not self.recording:
             return
         self.write(self.record(flow, attribution))
 
@@ -435,7 +439,7 @@ class HopLog:
         destination: tuple[str, int] | None = None, rule: str | None = None,
     ) -> None:
         """A SOCKS5 username/password check, or a refused SOCKS CONNECT (``proxy/socks5.py``): no flow exists."""
-        if self.out is None and self.recent is None:
+        if not self.recording:
             return
         peer = client.peername
         address = f"{peer[0]}:{peer[1]}" if peer else None
