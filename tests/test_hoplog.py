@@ -8,7 +8,10 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
 from hoplogcheck import answered_407_flow, read_hop_log
+from mitm407.core.results import AuthResult, Result
 from mitm407.hoplog.addon import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
+from mitm407.hoplog.recordparts import iso_time
+from mitm407.hoplog.socks5 import handshake_record
 from procs import basic, register_secret
 
 LEAKED_PW = register_secret("carl", "unit-leak-pw")
@@ -153,3 +156,13 @@ def test_recent_buffer_alone_attributes_like_the_log_file(tmp_path):
     assert {k: v for k, v in from_buffer.items() if k not in ("time", "flow_id", "client")} == {
         k: v for k, v in from_file.items() if k not in ("time", "flow_id", "client")
     }
+
+
+def test_socks5_line_and_http_line_print_one_moment_alike():
+    """A SOCKS handshake's time is the HTTP line's formatting of the same stamp (rounded, not truncated)."""
+    stamp = 1764500000.9999995  # truncating the milliseconds would print 10:53:20.999
+    refused = AuthResult(Result.BAD_CREDENTIALS, "SOCKS5 password wrong", "socks5", "u")
+    faults = [{"name": "delay", "reason": "scenario", "extra": "not logged"}]
+    record = handshake_record("edge", "127.0.0.1:5", "c1", refused, False, faults, now=stamp)
+    assert record["time"] == iso_time(stamp) == "2025-11-30T10:53:21.000Z"
+    assert record["faults"] == [{"name": "delay", "reason": "scenario"}]

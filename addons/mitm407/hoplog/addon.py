@@ -11,7 +11,6 @@ flows for mitmweb, and records credential leaks. The decisions are in
 from __future__ import annotations
 
 import collections
-import datetime
 import functools
 import json
 import logging
@@ -43,6 +42,7 @@ from mitm407.hoplog.attribution import (
 )
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
+from mitm407.hoplog.recordparts import fault_entries, iso_time
 from mitm407.hoplog.socks5 import handshake_record
 from mitm407.hoplog.summary import HopSummary, format_text
 from mitm407.wire.authparams import AuthParamError, parse_challenges
@@ -69,22 +69,6 @@ def upstream_address(client: connection.Client) -> str | None:
     if isinstance(mode, mode_specs.UpstreamMode):
         return f"{mode.address[0]}:{mode.address[1]}"
     return None
-
-
-def _iso(timestamp: float | None) -> str | None:
-    """``2026-11-23T14:02:03.456Z``: the date and time formatted once per second, not per line."""
-    if timestamp is None:
-        return None
-    second = int(timestamp // 1)
-    micros = round((timestamp - second) * 1_000_000)  # as datetime rounds: the fraction, half to even
-    if micros == 1_000_000:
-        second, micros = second + 1, 0
-    return f"{_iso_second(second)}.{micros // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _iso_second(second: int) -> str:
-    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _ms(later: float | None, earlier: float | None) -> float | None:
@@ -500,7 +484,7 @@ class HopLog:
         status = response.status_code if response is not None else (502 if attribution.kind is not Kind.NONE else None)
         record = {
             "v": 1,
-            "time": _iso(request.timestamp_start),
+            "time": iso_time(request.timestamp_start),
             "hop": hop,
             "flow_id": flow.id,
             "client": {
@@ -529,7 +513,7 @@ class HopLog:
                 "response_ms": _ms(response.timestamp_start if response else None, request.timestamp_end),
             },
             "findings": list(flow.metadata.get(META_FINDINGS, [])),
-            "faults": [{"name": f["name"], "reason": f["reason"]} for f in flow.metadata.get(META_FAULT, [])],
+            "faults": fault_entries(flow.metadata.get(META_FAULT, ())),
         }
         if status in (401, 407) and response is not None:
             record["challenges"] = offered_schemes(response.headers, status)
