@@ -39,7 +39,7 @@ class HopSummary:
         identity = upstream_identity(record)
         if identity is not None and identity.name:
             self.upstream_names.setdefault(identity.address, identity.name)
-        by_address = answering_upstream(record)
+        by_address = answering_upstream(record, identity)
         if by_address is not None:
             self.answered_by[(UPSTREAM, by_address.address)] += 1
         else:
