@@ -92,11 +92,6 @@ def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
         yield record if isinstance(record, dict) else None
 
 
-def summarize_lines(lines: Iterable[str]) -> HopSummary:
-    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
-    return summarize_records(parse_lines(lines))
-
-
 def summarize_records(records: Iterable[dict[str, Any] | None]) -> HopSummary:
     """Summarize records (None: an unreadable line, counted)."""
     summary = HopSummary()
