@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
+from mitm407.core.flowmeta import auth_log
+from mitm407.core.results import AuthResult, Result
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "addons" / "mitm407" / "hoplog" / "schema.json"
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def auth_of(metadata: Mapping[str, Any]) -> AuthResult | None:
+    """The ``AuthResult`` a flow's auth record (the hop log's ``auth``) keeps, or None: for assertions on it."""
+    record = auth_log(metadata)
+    if record is None:
+        return None
+    try:
+        result = Result(record.get("result"))
+    except ValueError:
+        return None
+    return AuthResult(result, str(record.get("reason") or ""), record.get("scheme"), record.get("user"))
 
 
 def read_hop_log(path: Path) -> list[dict]:

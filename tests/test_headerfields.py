@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from mitmproxy import http
 
 from mitm407.hoplog import headerfields
-from mitm407.hoplog.addon import _iso, json_line
+from mitm407.hoplog.addon import json_line
+from mitm407.hoplog.recordparts import iso_time as _iso
 
 NAMES = st.sampled_from([b"Proxy-Authorization", b"proxy-authorization", b"PROXY-AUTHORIZATION", b"Via", b"Host", b"X"])
 FIELDS = st.lists(st.tuples(NAMES, st.binary(max_size=20)), max_size=8)

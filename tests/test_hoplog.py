@@ -8,7 +8,10 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
 from hoplogcheck import answered_407_flow, read_hop_log
+from mitm407.core.results import AuthResult, Result
 from mitm407.hoplog.addon import MARK_ANSWERED, MARK_LEAK, MARK_UPSTREAM_407, HopLog
+from mitm407.hoplog.recordparts import iso_time
+from mitm407.hoplog.socks5 import handshake_record
 from procs import basic, register_secret
 
 LEAKED_PW = register_secret("carl", "unit-leak-pw")
@@ -120,3 +123,46 @@ def test_offered_schemes_of_a_407_names_only_and_hostile_values_survive():
     assert offered_schemes(headers, 407) == ["Negotiate", "Basic", "NTLM"]
     assert offered_schemes(http.Headers([(b"WWW-Authenticate", b"Basic realm=x")]), 401) == ["Basic"]
     assert offered_schemes(http.Headers([(b"Proxy-Authenticate", b"Basic")] * 40), 407) == ["Basic"] * 16
+
+
+def _upstream_200_record(tmp_path, log_file: bool) -> dict:
+    """A 200 through an upstream proxy whose Proxy-Status carries an error (RFC 9209 allows it on a stale answer)."""
+    hoplog = HopLog()
+    with taddons.context(hoplog) as tctx:
+        if log_file:
+            tctx.configure(hoplog, hop_name="edge", hoplog=str(tmp_path / "h.jsonl"))
+        else:
+            tctx.configure(hoplog, hop_name="edge")
+            hoplog.keep_recent(10)
+        flow = tflow.tflow(resp=True)
+        flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("upstream:http://127.0.0.1:3128")
+        flow.response.headers["Via"] = "1.1 squid-test (squid/5.7)"
+        flow.response.headers["Proxy-Status"] = "squid-test; error=connection_timeout"
+        hoplog.responseheaders(flow)
+        hoplog.response(flow)
+    if log_file:
+        (record,) = read_hop_log(tmp_path / "h.jsonl")
+    else:
+        ((_, record),) = hoplog.records_since(0)
+    return record
+
+
+def test_recent_buffer_alone_attributes_like_the_log_file(tmp_path):
+    """With only the control API's buffer on, a 200 keeps what the next hop sent (META_RECEIVED) too."""
+    from_file = _upstream_200_record(tmp_path, log_file=True)
+    from_buffer = _upstream_200_record(tmp_path, log_file=False)
+    assert from_file["answered_by"] == {"kind": "upstream-proxy", "hop": "squid-test"}
+    assert from_buffer["answered_by"] == from_file["answered_by"]
+    assert {k: v for k, v in from_buffer.items() if k not in ("time", "flow_id", "client")} == {
+        k: v for k, v in from_file.items() if k not in ("time", "flow_id", "client")
+    }
+
+
+def test_socks5_line_and_http_line_print_one_moment_alike():
+    """A SOCKS handshake's time is the HTTP line's formatting of the same stamp (rounded, not truncated)."""
+    stamp = 1764500000.9999995  # truncating the milliseconds would print 10:53:20.999
+    refused = AuthResult(Result.BAD_CREDENTIALS, "SOCKS5 password wrong", "socks5", "u")
+    faults = [{"name": "delay", "reason": "scenario", "extra": "not logged"}]
+    record = handshake_record("edge", "127.0.0.1:5", "c1", refused, False, faults, now=stamp)
+    assert record["time"] == iso_time(stamp) == "2025-11-30T10:53:21.000Z"
+    assert record["faults"] == [{"name": "delay", "reason": "scenario"}]

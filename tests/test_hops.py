@@ -23,7 +23,7 @@ from mitm407.hoplog.attribution import (
     parse_via,
     redact_query,
 )
-from mitm407.hoplog.summary import format_markdown, format_text, summarize_lines
+from mitm407.hoplog.summary import format_markdown, format_text, parse_lines, summarize_records
 
 
 def test_via_rfc9110_example():
@@ -177,7 +177,7 @@ def test_summary_formats():
         "not json",
         "",
     ]
-    data = summarize_lines(lines).as_dict()
+    data = summarize_records(parse_lines(lines)).as_dict()
     assert data == {
         "flows": 2,
         "bad_lines": 1,

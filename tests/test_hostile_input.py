@@ -120,20 +120,20 @@ UNNAMED = hop_record(status=502, upstream_status=407)  # mitmproxy's 502 for a r
 
 @pytest.mark.parametrize("order", [(UNNAMED, NAMED), (NAMED, UNNAMED)], ids=["address-first", "name-first"])
 def test_one_upstream_is_one_row_named_by_its_via(order):
-    from mitm407.hoplog.summary import format_text, summarize_lines
+    from mitm407.hoplog.summary import format_text, parse_lines, summarize_records
 
-    data = summarize_lines([json.dumps(r) for r in order]).as_dict()
+    data = summarize_records(parse_lines([json.dumps(r) for r in order])).as_dict()
     assert data["answered_by"] == [{"kind": "upstream-proxy", "hop": "core", "address": CORE, "flows": 2}]
     assert "upstream-proxy core (127.0.0.1:20086)" in format_text(data)
 
 
 def test_a_farther_proxy_keeps_its_own_row():
-    from mitm407.hoplog.summary import summarize_lines
+    from mitm407.hoplog.summary import parse_lines, summarize_records
 
     far = hop_record(answered_by={"kind": "upstream-proxy", "hop": "far"},
                      proxy_status=[{"hop": "far", "params": {"error": "http_request_denied"}},
                                    {"hop": "core", "params": {}}])
-    rows = summarize_lines([json.dumps(far), json.dumps(UNNAMED)]).as_dict()["answered_by"]
+    rows = summarize_records(parse_lines([json.dumps(far), json.dumps(UNNAMED)])).as_dict()["answered_by"]
     assert rows == [{"kind": "upstream-proxy", "hop": "core", "address": CORE, "flows": 1},
                     {"kind": "upstream-proxy", "hop": "far", "flows": 1}]
 
@@ -148,11 +148,11 @@ def test_html_report_draws_the_named_lane_for_an_address_only_record():
 
 
 def test_summary_text_escapes_control_characters():
-    from mitm407.hoplog.summary import format_markdown, format_text, summarize_lines
+    from mitm407.hoplog.summary import format_markdown, format_text, parse_lines, summarize_records
 
     evil = hop_record(answered_by={"kind": "upstream-proxy", "hop": "\x1b]0;pwned\x07\x1b[2J\r\u2028ok"},
                       upstream_proxy=None, error={"type": "x\x1b[31m"}, findings=[{"kind": "k\x9b1m"}])
-    data = summarize_lines([json.dumps(evil)]).as_dict()
+    data = summarize_records(parse_lines([json.dumps(evil)])).as_dict()
     for text in (format_text(data), format_markdown(data)):
         assert not any(ch in text for ch in "\x1b\x07\r\u2028\x9b")
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\r\\u2028ok" in text

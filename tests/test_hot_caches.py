@@ -9,8 +9,7 @@ import inspect
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from hoplogcheck import answered_407_flow
-from mitm407.core.flowmeta import auth_of
+from hoplogcheck import answered_407_flow, auth_of
 from mitm407.core.results import Result
 from mitm407.hoplog.addon import META_RECEIVED, HopLog
 from mitm407.hoplog.attribution import Kind

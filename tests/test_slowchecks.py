@@ -20,7 +20,8 @@ import bcrypt
 import pytest
 from mitmproxy.test import taddons, tflow
 
-from mitm407.core.flowmeta import META_AUTH, auth_of
+from hoplogcheck import auth_of
+from mitm407.core.flowmeta import META_AUTH
 from mitm407.core.results import Result
 from mitm407.proxy.addon import Addon
 from mitm407.proxy.slowchecks import MAX_WORKERS, worker_count

@@ -9,11 +9,10 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from mitm407.hoplog.html import DEFAULT_MAX_FLOWS, render_report
-from mitm407.hoplog.summary import FORMATTERS, parse_lines, summarize_records
+from mitm407.hoplog.summary import FORMATTERS, HopSummary, parse_lines, summarize_records
 
 
 def positive(text: str) -> int:
@@ -39,27 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class Tally:
-    """Counts the readable records that pass through, for "no readable line" (read once: stdin cannot rewind)."""
-
-    def __init__(self) -> None:
-        self.readable = 0
-        self.unreadable = 0
-
-    def records(self, lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
-        for record in parse_lines(lines):
-            if record is None:
-                self.unreadable += 1
-            else:
-                self.readable += 1
-            yield record
-
-
-def render(args: argparse.Namespace, lines: TextIO, tally: Tally) -> str:
-    records = tally.records(lines)
+def render(args: argparse.Namespace, lines: TextIO) -> tuple[str, HopSummary]:
+    """The report, and the summary that counted its records (read once: stdin cannot rewind)."""
+    records = parse_lines(lines)
     if args.html:
-        return render_report(records, args.max_flows, title=f"mitm407 hop log: {os.path.basename(args.file)}")
-    return FORMATTERS[args.format](summarize_records(records).as_dict())
+        summary = HopSummary()
+        title = f"mitm407 hop log: {os.path.basename(args.file)}"
+        return render_report(records, args.max_flows, title=title, summary=summary), summary
+    summary = summarize_records(records)
+    return FORMATTERS[args.format](summary.as_dict()), summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             lines = sys.stdin if args.file == "-" else stack.enter_context(
                 open(args.file, encoding="utf-8", errors="replace"))
-            tally = Tally()
-            text = render(args, lines, tally)
+            text, summary = render(args, lines)
     except OSError as e:
         print(f"mitm407 report: cannot read {args.file}: {e.strerror}", file=sys.stderr)
         return 2
-    if not tally.readable:  # a wrong file (or an empty log): say so rather than report "0 flows" and succeed
-        what = f"{tally.unreadable} lines, none a hop-log record (a JSON object)" if tally.unreadable else "it is empty"
+    if not summary.flows:  # a wrong file (or an empty log): say so rather than report "0 flows" and succeed
+        bad = summary.bad_lines
+        what = f"{bad} lines, none a hop-log record (a JSON object)" if bad else "it is empty"
         print(f"mitm407 report: no readable hop-log line in {args.file}: {what}", file=sys.stderr)
         return 1
     if not args.output:

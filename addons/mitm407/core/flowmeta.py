@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mitm407.core.results import AuthResult, Result
+from mitm407.core.results import AuthResult
 
 META_AUTH = "mitm407.auth"  # AuthResult.as_log() of the flow: {scheme, user, result, reason} (never a secret)
 META_ANSWERED = "mitm407.answered"  # True: this proxy generated the response
@@ -33,14 +33,3 @@ def auth_log(metadata: Mapping[str, Any]) -> Mapping[str, str | None] | None:
     record = metadata.get(META_AUTH)
     return record if isinstance(record, Mapping) else None
 
-
-def auth_of(metadata: Mapping[str, Any]) -> AuthResult | None:
-    """The ``AuthResult`` recorded on a flow (as far as the record keeps it), or None."""
-    record = metadata.get(META_AUTH)
-    if not isinstance(record, Mapping):
-        return None
-    try:
-        result = Result(record.get("result"))
-    except ValueError:
-        return None
-    return AuthResult(result, str(record.get("reason") or ""), record.get("scheme"), record.get("user"))

@@ -11,7 +11,6 @@ flows for mitmweb, and records credential leaks. The decisions are in
 from __future__ import annotations
 
 import collections
-import datetime
 import functools
 import json
 import logging
@@ -43,6 +42,7 @@ from mitm407.hoplog.attribution import (
 )
 from mitm407.hoplog.flows import destination_host
 from mitm407.hoplog.hopname import add_hop_name_option
+from mitm407.hoplog.recordparts import fault_entries, iso_time
 from mitm407.hoplog.socks5 import handshake_record
 from mitm407.hoplog.summary import HopSummary, format_text
 from mitm407.wire.authparams import AuthParamError, parse_challenges
@@ -69,22 +69,6 @@ def upstream_address(client: connection.Client) -> str | None:
     if isinstance(mode, mode_specs.UpstreamMode):
         return f"{mode.address[0]}:{mode.address[1]}"
     return None
-
-
-def _iso(timestamp: float | None) -> str | None:
-    """``2026-11-23T14:02:03.456Z``: the date and time formatted once per second, not per line."""
-    if timestamp is None:
-        return None
-    second = int(timestamp // 1)
-    micros = round((timestamp - second) * 1_000_000)  # as datetime rounds: the fraction, half to even
-    if micros == 1_000_000:
-        second, micros = second + 1, 0
-    return f"{_iso_second(second)}.{micros // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _iso_second(second: int) -> str:
-    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _ms(later: float | None, earlier: float | None) -> float | None:
@@ -184,6 +168,11 @@ class HopLog:
         self.proxy_status: str | None = build_proxy_status(self.hop_name)  # plain member; None: off
         self.via_field, self.proxy_status_field = _field(b"Via", self.via), _field(b"Proxy-Status", self.proxy_status)
         self.query_values = False
+
+    @property
+    def recording(self) -> bool:
+        """A record is wanted: a log file is open or the control API keeps recent records (one test for every hook)."""
+        return self.out is not None or self.recent is not None
 
     # -- options -----------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -305,7 +294,7 @@ class HopLog:
         flow.metadata[META_HEADERS] = True
         # What the next hop sent, before ours is added: only attribution reads it, which runs for
         # answers of 400 and above and for the log line (raw values, parsed only then).
-        if not answered_here and (self.out is not None or response.status_code >= 400):
+        if not answered_here and (self.recording or response.status_code >= 400):
             flow.metadata[META_RECEIVED] = _via_and_proxy_status(response.headers)
         if flow.request.method == "CONNECT" and 200 <= response.status_code < 300:
             return  # mitmproxy sends no headers on an established tunnel (Android emulators break)
@@ -420,13 +409,12 @@ class HopLog:
         if flow.metadata.get(META_LOGGED):
             return
         flow.metadata[META_LOGGED] = True
-        keep = self.recent is not None
-        if self.out is None and not keep and flow.response is not None:
+        if not self.recording and flow.response is not None:
             return  # no line to write and nothing to mark: skip the attribution (hot path, log off)
         attribution = self.attribution(flow)
         if flow.response is None:
             self.mark(flow, attribution)
-        if self.out is None and not keep:
+        if not self.recording:
             return
         self.write(self.record(flow, attribution))
 
@@ -435,7 +423,7 @@ class HopLog:
         destination: tuple[str, int] | None = None, rule: str | None = None,
     ) -> None:
         """A SOCKS5 username/password check, or a refused SOCKS CONNECT (``proxy/socks5.py``): no flow exists."""
-        if self.out is None and self.recent is None:
+        if not self.recording:
             return
         peer = client.peername
         address = f"{peer[0]}:{peer[1]}" if peer else None
@@ -496,7 +484,7 @@ class HopLog:
         status = response.status_code if response is not None else (502 if attribution.kind is not Kind.NONE else None)
         record = {
             "v": 1,
-            "time": _iso(request.timestamp_start),
+            "time": iso_time(request.timestamp_start),
             "hop": hop,
             "flow_id": flow.id,
             "client": {
@@ -525,7 +513,7 @@ class HopLog:
                 "response_ms": _ms(response.timestamp_start if response else None, request.timestamp_end),
             },
             "findings": list(flow.metadata.get(META_FINDINGS, [])),
-            "faults": [{"name": f["name"], "reason": f["reason"]} for f in flow.metadata.get(META_FAULT, [])],
+            "faults": fault_entries(flow.metadata.get(META_FAULT, ())),
         }
         if status in (401, 407) and response is not None:
             record["challenges"] = offered_schemes(response.headers, status)

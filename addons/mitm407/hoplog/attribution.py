@@ -471,12 +471,12 @@ def upstream_identity(record: Mapping[str, Any]) -> UpstreamIdentity | None:
     return UpstreamIdentity(address, name if name != address else None)
 
 
-def answering_upstream(record: Mapping[str, Any]) -> UpstreamIdentity | None:
-    """The identity when the record says this hop's own upstream answered (by address or by its name)."""
+def answering_upstream(record: Mapping[str, Any], identity: UpstreamIdentity | None) -> UpstreamIdentity | None:
+    """``identity`` (the record's ``upstream_identity``, which the caller has already) when the
+    record says this hop's own upstream answered (by address or by its name)."""
     answered = record.get("answered_by")
     if not isinstance(answered, Mapping) or answered.get("kind") != Kind.UPSTREAM_PROXY.value:
         return None
-    identity = upstream_identity(record)
     if identity is None or answered.get("hop") not in (identity.address, identity.name):
         return None  # a proxy farther away (its Proxy-Status error): keyed by its own name
     return identity

@@ -428,15 +428,16 @@ def legend() -> str:
 
 
 def render_report(records: Iterable[Mapping[str, Any] | None], max_flows: int = DEFAULT_MAX_FLOWS,
-                  title: str = "mitm407 hop log") -> str:
+                  title: str = "mitm407 hop log", summary: HopSummary | None = None) -> str:
     """The whole page from records (None: an unreadable line), read once, in order.
 
     The summary counts every record; only the first ``max_flows`` records are
     kept and drawn, so a large log costs no more memory than that. They are drawn
     after the whole log is read, so an upstream is shown by the name it gave in
-    any record (its address alone when it never gave one).
+    any record (its address alone when it never gave one). A ``summary`` passed
+    in (empty) is the one filled, for a caller that needs the counts too.
     """
-    summary = HopSummary()
+    summary = HopSummary() if summary is None else summary
     kept: list[Mapping[str, Any]] = []
     for record in records:
         if record is None:

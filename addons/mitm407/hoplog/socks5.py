@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from mitm407.core.results import AuthResult
+from mitm407.hoplog.recordparts import fault_entries, iso_time
 
 
 def handshake_record(
@@ -27,7 +28,7 @@ def handshake_record(
     host, port = destination or ("", 0)
     return {
         "v": 1,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp * 1000) % 1000:03d}Z",
+        "time": iso_time(stamp),
         "hop": hop,
         "flow_id": f"socks5-{connection_id}",
         "client": {"address": address, "connection_id": connection_id},
@@ -51,5 +52,5 @@ def handshake_record(
         "proxy_status": [],
         "timings": {"total_ms": None, "connect_ms": None, "tls_ms": None, "response_ms": None},
         "findings": [],
-        "faults": [{"name": f["name"], "reason": f["reason"]} for f in faults],
+        "faults": fault_entries(faults),
     }

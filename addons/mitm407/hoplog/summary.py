@@ -39,7 +39,7 @@ class HopSummary:
         identity = upstream_identity(record)
         if identity is not None and identity.name:
             self.upstream_names.setdefault(identity.address, identity.name)
-        by_address = answering_upstream(record)
+        by_address = answering_upstream(record, identity)
         if by_address is not None:
             self.answered_by[(UPSTREAM, by_address.address)] += 1
         else:
@@ -90,11 +90,6 @@ def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | None]:
         except ValueError:
             record = None
         yield record if isinstance(record, dict) else None
-
-
-def summarize_lines(lines: Iterable[str]) -> HopSummary:
-    """Summarize JSON lines; lines that are not a JSON object are counted, not fatal."""
-    return summarize_records(parse_lines(lines))
 
 
 def summarize_records(records: Iterable[dict[str, Any] | None]) -> HopSummary:
